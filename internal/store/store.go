@@ -1,0 +1,113 @@
+// Package store opens and prepares the databases: pgx pools for PostgreSQL
+// and TimescaleDB, database/sql for MySQL. The SQL that reads and writes
+// domain data lives in files beside this one, one per concern.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/go-sql-driver/mysql"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/logging"
+)
+
+// OpenPG opens a pool on the database p names and checks it answers.
+func OpenPG(ctx context.Context, p config.Postgres, log *slog.Logger) (*pgxpool.Pool, error) {
+	pc, err := pgxpool.ParseConfig(p.URL())
+	if err != nil {
+		return nil, fmt.Errorf("postgres %s: %w", p, err)
+	}
+	pc.ConnConfig.ConnectTimeout = 5 * time.Second
+	if log != nil {
+		pc.ConnConfig.Tracer = logging.PGTracer(log)
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, pc)
+	if err != nil {
+		return nil, fmt.Errorf("postgres %s: %w", p, err)
+	}
+	if err := pool.Ping(ctx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("postgres %s: %w", p, err)
+	}
+	return pool, nil
+}
+
+// SQLDB exposes a pool through database/sql, for goose.
+func SQLDB(pool *pgxpool.Pool) *sql.DB { return stdlib.OpenDBFromPool(pool) }
+
+// OpenMySQL opens the MySQL database m names and checks it answers.
+func OpenMySQL(ctx context.Context, m config.MySQL) (*sql.DB, error) {
+	db, err := sql.Open("mysql", m.DSN())
+	if err != nil {
+		return nil, fmt.Errorf("mysql %s: %w", m, err)
+	}
+	db.SetMaxOpenConns(8)
+	db.SetConnMaxLifetime(5 * time.Minute)
+	if err := db.PingContext(ctx); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("mysql %s: %w", m, err)
+	}
+	return db, nil
+}
+
+// EnsurePGDatabase creates p's database when it does not exist.
+func EnsurePGDatabase(ctx context.Context, p config.Postgres) error {
+	conn, err := pgx.Connect(ctx, p.URLFor("postgres"))
+	if err != nil {
+		return fmt.Errorf("postgres %s: %w", p.Addr(), err)
+	}
+	defer conn.Close(ctx)
+	var exists bool
+	if err := conn.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, p.Database).Scan(&exists); err != nil {
+		return fmt.Errorf("postgres %s: %w", p.Addr(), err)
+	}
+	if exists {
+		return nil
+	}
+	_, err = conn.Exec(ctx, "CREATE DATABASE "+pgx.Identifier{p.Database}.Sanitize())
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "42P04" { // created concurrently
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("postgres %s: create database %s: %w", p.Addr(), p.Database, err)
+	}
+	return nil
+}
+
+// EnsureMySQLDatabase creates m's database when it does not exist.
+func EnsureMySQLDatabase(ctx context.Context, m config.MySQL) error {
+	db, err := sql.Open("mysql", m.ServerDSN())
+	if err != nil {
+		return fmt.Errorf("mysql %s: %w", m.Addr(), err)
+	}
+	defer db.Close()
+	if _, err := db.ExecContext(ctx, "CREATE DATABASE IF NOT EXISTS `"+m.Database+"` CHARACTER SET utf8mb4"); err != nil {
+		return fmt.Errorf("mysql %s: create database %s: %w", m.Addr(), m.Database, err)
+	}
+	return nil
+}
+
+// HasTimescale reports whether the timescaledb extension is installed in the
+// database pool is connected to.
+func HasTimescale(ctx context.Context, pool *pgxpool.Pool) (bool, error) {
+	var ok bool
+	err := pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'timescaledb')`).Scan(&ok)
+	return ok, err
+}
+
+// IsMySQLError reports whether err is a MySQL server error with number n.
+func IsMySQLError(err error, n uint16) bool {
+	var me *mysql.MySQLError
+	return errors.As(err, &me) && me.Number == n
+}
