@@ -15,16 +15,9 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-)
 
-// SearchAttributes are registered on every dev server the tests start; they
-// match what devstack registers.
-var SearchAttributes = []string{
-	"WindowStart=Datetime",
-	"RowsLoaded=Int",
-	"DQScore=Double",
-	"Pipeline=Keyword",
-}
+	"github.com/iot-etl/iot-etl/internal/temporalx"
+)
 
 var (
 	temporalOnce sync.Once
@@ -119,7 +112,7 @@ func startTemporal() (string, error) {
 		// Short timers keep activity retries and heartbeat timeouts quick in tests.
 		"--dynamic-config-value", "frontend.enableUpdateWorkflowExecution=true",
 	}
-	for _, sa := range SearchAttributes {
+	for _, sa := range temporalx.CLIFlags() {
 		args = append(args, "--search-attribute", sa)
 	}
 	cmd := exec.Command(bin, args...)

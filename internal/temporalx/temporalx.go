@@ -1,0 +1,102 @@
+// Package temporalx dials Temporal with the project's logger and declares the
+// custom search attributes every workflow relies on, so the dev stack, the
+// tests and a production cluster register the same set.
+package temporalx
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/logging"
+)
+
+// SearchAttributes are the custom search attributes the workflows upsert, by
+// name. Runs can be filtered on them in the Temporal UI.
+var SearchAttributes = map[string]enumspb.IndexedValueType{
+	"Pipeline":    enumspb.INDEXED_VALUE_TYPE_KEYWORD,  // batch or stream
+	"WindowStart": enumspb.INDEXED_VALUE_TYPE_DATETIME, // batch window start
+	"RowsLoaded":  enumspb.INDEXED_VALUE_TYPE_INT,      // fact rows upserted
+	"DQScore":     enumspb.INDEXED_VALUE_TYPE_DOUBLE,   // mean quality score
+}
+
+// CLIFlags renders SearchAttributes as `temporal server start-dev
+// --search-attribute` values, sorted by name.
+func CLIFlags() []string {
+	names := make([]string, 0, len(SearchAttributes))
+	for n := range SearchAttributes {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]string, 0, len(names))
+	for _, n := range names {
+		t := strings.TrimPrefix(SearchAttributes[n].String(), "INDEXED_VALUE_TYPE_")
+		out = append(out, n+"="+cliTypeName(t))
+	}
+	return out
+}
+
+func cliTypeName(t string) string {
+	switch t {
+	case "KEYWORD":
+		return "Keyword"
+	case "DATETIME":
+		return "Datetime"
+	case "INT":
+		return "Int"
+	case "DOUBLE":
+		return "Double"
+	case "BOOL":
+		return "Bool"
+	case "TEXT":
+		return "Text"
+	case "KEYWORD_LIST":
+		return "KeywordList"
+	}
+	return t
+}
+
+// Dial connects to the configured Temporal frontend and namespace.
+func Dial(ctx context.Context, t config.Temporal, log *slog.Logger) (client.Client, error) {
+	opts := client.Options{HostPort: t.Address, Namespace: t.Namespace}
+	if log != nil {
+		opts.Logger = logging.Temporal(log)
+	}
+	c, err := client.DialContext(ctx, opts)
+	if err != nil {
+		return nil, fmt.Errorf("temporal %s (namespace %s): %w", t.Address, t.Namespace, err)
+	}
+	return c, nil
+}
+
+// EnsureSearchAttributes registers whichever of SearchAttributes the
+// namespace lacks. It is idempotent.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string) error {
+	existing, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes: %w", err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range SearchAttributes {
+		if _, ok := existing.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: namespace, SearchAttributes: missing,
+	})
+	if err != nil {
+		return fmt.Errorf("add search attributes: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,102 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"io"
+	"log/slog"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/logging"
+	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/temporalx"
+)
+
+// App is what every command gets: the configuration, the logger, the output
+// streams and connections opened on first use and closed on exit.
+type App struct {
+	Cfg *config.Config
+	Log *slog.Logger
+	Out io.Writer
+	Err io.Writer
+
+	mysql     *sql.DB
+	locations *pgxpool.Pool
+	timescale *pgxpool.Pool
+	temporal  client.Client
+}
+
+func newApp(ctx context.Context, stdout, stderr io.Writer) (*App, error) {
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &App{Cfg: cfg, Log: logging.New(stderr, cfg.LogLevel, cfg.LogFormat), Out: stdout, Err: stderr}, nil
+}
+
+// MySQL opens the device registry.
+func (a *App) MySQL(ctx context.Context) (*sql.DB, error) {
+	if a.mysql == nil {
+		db, err := store.OpenMySQL(ctx, a.Cfg.MySQL)
+		if err != nil {
+			return nil, err
+		}
+		a.mysql = db
+	}
+	return a.mysql, nil
+}
+
+// Locations opens the locations database.
+func (a *App) Locations(ctx context.Context) (*pgxpool.Pool, error) {
+	if a.locations == nil {
+		p, err := store.OpenPG(ctx, a.Cfg.Postgres, a.Log)
+		if err != nil {
+			return nil, err
+		}
+		a.locations = p
+	}
+	return a.locations, nil
+}
+
+// Timescale opens the readings, stream and warehouse database.
+func (a *App) Timescale(ctx context.Context) (*pgxpool.Pool, error) {
+	if a.timescale == nil {
+		p, err := store.OpenPG(ctx, a.Cfg.Timescale, a.Log)
+		if err != nil {
+			return nil, err
+		}
+		a.timescale = p
+	}
+	return a.timescale, nil
+}
+
+// Temporal dials the Temporal frontend.
+func (a *App) Temporal(ctx context.Context) (client.Client, error) {
+	if a.temporal == nil {
+		c, err := temporalx.Dial(ctx, a.Cfg.Temporal, a.Log)
+		if err != nil {
+			return nil, err
+		}
+		a.temporal = c
+	}
+	return a.temporal, nil
+}
+
+// Close releases whatever was opened.
+func (a *App) Close() {
+	if a.mysql != nil {
+		a.mysql.Close()
+	}
+	if a.locations != nil {
+		a.locations.Close()
+	}
+	if a.timescale != nil {
+		a.timescale.Close()
+	}
+	if a.temporal != nil {
+		a.temporal.Close()
+	}
+}
