@@ -5,8 +5,12 @@ package temporalx
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"sort"
 	"strings"
 
@@ -99,4 +103,26 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		return fmt.Errorf("add search attributes: %w", err)
 	}
 	return nil
+}
+
+// Binary finds the temporal CLI: $TEMPORAL_BIN, then PATH, then
+// $(go env GOPATH)/bin.
+func Binary() (string, error) {
+	if p := os.Getenv("TEMPORAL_BIN"); p != "" {
+		return p, nil
+	}
+	if p, err := exec.LookPath("temporal"); err == nil {
+		return p, nil
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
+			gopath = string(out[:len(out)-1])
+		}
+	}
+	p := filepath.Join(gopath, "bin", "temporal")
+	if _, err := os.Stat(p); err != nil {
+		return "", errors.New("temporal CLI not found: run `go install github.com/temporalio/cli/cmd/temporal@v1.5.1` or set TEMPORAL_BIN")
+	}
+	return p, nil
 }

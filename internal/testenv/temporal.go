@@ -2,12 +2,10 @@ package testenv
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
@@ -25,28 +23,6 @@ var (
 	temporalErr  error
 	temporalCmd  *exec.Cmd
 )
-
-// TemporalBinary finds the temporal CLI: $TEMPORAL_BIN, then PATH, then
-// $(go env GOPATH)/bin.
-func TemporalBinary() (string, error) {
-	if p := os.Getenv("TEMPORAL_BIN"); p != "" {
-		return p, nil
-	}
-	if p, err := exec.LookPath("temporal"); err == nil {
-		return p, nil
-	}
-	gopath := os.Getenv("GOPATH")
-	if gopath == "" {
-		if out, err := exec.Command("go", "env", "GOPATH").Output(); err == nil {
-			gopath = string(out[:len(out)-1])
-		}
-	}
-	p := filepath.Join(gopath, "bin", "temporal")
-	if _, err := os.Stat(p); err != nil {
-		return "", errors.New("temporal CLI not found: run `go install github.com/temporalio/cli/cmd/temporal@v1.5.1` or set TEMPORAL_BIN")
-	}
-	return p, nil
-}
 
 // Temporal returns the host:port of a Temporal dev server shared by all tests
 // of this test binary. IOT_TEST_TEMPORAL_ADDRESS selects an already running
@@ -90,7 +66,7 @@ func FreePort() (int, error) {
 }
 
 func startTemporal() (string, error) {
-	bin, err := TemporalBinary()
+	bin, err := temporalx.Binary()
 	if err != nil {
 		return "", err
 	}
