@@ -295,10 +295,20 @@ func (r *recordingLookuper) explain(err error) error {
 	return fmt.Errorf("config: %s=%s: %w", r.lastKey, shown, unwrapField(err))
 }
 
-// unwrapField drops go-envconfig's "Field: Field:" prefixes, which name Go
-// fields the operator has never seen.
+// unwrapField turns go-envconfig's "Field: strconv.ParseInt: ..." chain, which
+// names Go fields the operator has never seen, into what the value should be.
 func unwrapField(err error) error {
 	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "ParseInt"), strings.Contains(msg, "ParseUint"):
+		return errors.New("not an integer")
+	case strings.Contains(msg, "ParseFloat"):
+		return errors.New("not a number")
+	case strings.Contains(msg, "ParseBool"):
+		return errors.New("not a boolean (true or false)")
+	case strings.Contains(msg, "time: "):
+		return errors.New("not a duration (such as 90s, 10m or 1h30m)")
+	}
 	if i := strings.LastIndex(msg, ": "); i >= 0 {
 		return errors.New(msg[i+2:])
 	}
