@@ -7,6 +7,7 @@ import (
 	"log/slog"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/sethvargo/go-envconfig"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-etl/iot-etl/internal/config"
@@ -29,8 +30,16 @@ type App struct {
 	temporal  client.Client
 }
 
-func newApp(ctx context.Context, stdout, stderr io.Writer) (*App, error) {
-	cfg, err := config.Load(ctx)
+func newApp(ctx context.Context, stdout, stderr io.Writer, env envconfig.Lookuper) (*App, error) {
+	var (
+		cfg *config.Config
+		err error
+	)
+	if env != nil {
+		cfg, err = config.LoadFrom(ctx, env)
+	} else {
+		cfg, err = config.Load(ctx)
+	}
 	if err != nil {
 		return nil, err
 	}

@@ -18,6 +18,8 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+
+	"github.com/sethvargo/go-envconfig"
 )
 
 // command is one subcommand. Name may have two words ("batch run").
@@ -43,12 +45,14 @@ var errUsage = errors.New("usage")
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr, nil)
 	stop()
 	os.Exit(code)
 }
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+// run executes one command. env, when not nil, replaces the process
+// environment and .env as the configuration source (tests pass a map).
+func run(ctx context.Context, args []string, stdout, stderr io.Writer, env envconfig.Lookuper) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stdout, args)
 		return 0
@@ -59,7 +63,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		usage(stderr, nil)
 		return 2
 	}
-	app, err := newApp(ctx, stdout, stderr)
+	app, err := newApp(ctx, stdout, stderr, env)
 	if err != nil {
 		fmt.Fprintf(stderr, "starter: %v\n", err)
 		return 1
