@@ -1,0 +1,75 @@
+# iot-etl: the user interface is these targets. `make demo` and `make test`
+# are the two commands a new user needs; see README.md.
+
+SHELL        := /bin/bash
+GO           ?= go
+GOBIN        := $(shell $(GO) env GOPATH)/bin
+TEMPORAL_CLI := github.com/temporalio/cli/cmd/temporal@v1.5.1
+TEMPORAL     := $(GOBIN)/temporal
+BIN          := bin
+DEMO_DEVICES ?= 50
+DEMO_DAYS    ?= 2
+TEST_TIMEOUT ?= 30m
+
+export TEMPORAL_BIN := $(TEMPORAL)
+
+.PHONY: help tools build up down status migrate seed check summary demo test test-unit lint bench fmt clean
+
+help: ## list the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
+
+$(TEMPORAL):
+	@echo "installing the Temporal CLI ($(TEMPORAL_CLI)); the first build takes 2-3 minutes"
+	$(GO) install $(TEMPORAL_CLI)
+
+tools: $(TEMPORAL) ## install the Temporal CLI (dev server + UI) if missing
+
+build: ## build worker, starter and devstack into bin/
+	$(GO) build -o $(BIN)/ ./worker ./starter ./devstack
+
+up: tools build ## start the local stack (Temporal + UI, Kafka dev broker; databases if not running)
+	$(BIN)/devstack up
+
+down: build ## stop what `make up` started
+	$(BIN)/devstack down
+
+status: build ## show each component of the local stack
+	$(BIN)/devstack status
+
+migrate: build ## create the databases and apply migrations
+	$(BIN)/starter migrate
+
+seed: build ## fill the source databases (DEMO_DEVICES x DEMO_DAYS of 1-minute readings)
+	$(BIN)/starter seed --devices $(DEMO_DEVICES) --days $(DEMO_DAYS) --seed 42
+
+check: build ## test every component
+	$(BIN)/starter check
+
+summary: build ## print where everything is, with row counts
+	$(BIN)/starter summary
+
+demo: up migrate seed check summary ## run the demo on the local stack
+
+test: tools ## unit and integration tests (real Temporal, PostgreSQL, MariaDB, kfake)
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-unit: ## only the tests that need no services
+	$(GO) test -count=1 -short ./...
+
+lint: ## gofmt, go vet, staticcheck
+	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above"; exit 1)
+	$(GO) vet ./...
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
+
+bench: ## every benchmark (bench-*), results in bench/results/
+	@for t in $$(grep -oE '^bench-[a-z-]+' $(MAKEFILE_LIST) | sort -u); do $(MAKE) --no-print-directory $$t || exit 1; done
+
+bench-seed: ## seed 1000 devices x 7 days into throwaway databases; readings/s
+	$(GO) run ./bench/seed
+
+fmt: ## gofmt the tree
+	gofmt -w .
+
+clean: ## remove build output (not .devstack state)
+	rm -rf $(BIN)

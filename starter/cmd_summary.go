@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iot-etl/iot-etl/internal/kafka"
+)
+
+func init() {
+	register(command{
+		Name:    "summary",
+		Summary: "print where everything is: Temporal UI, databases with row counts, Kafka",
+		Run:     runSummary,
+	})
+}
+
+// summaryLine is one row of the summary: what, where, and how much.
+type summaryLine struct{ What, Where, Count string }
+
+// summarySections add rows to the summary; pipeline files append their own.
+var summarySections = []func(ctx context.Context, app *App) ([]summaryLine, error){
+	summarySources,
+	summaryKafka,
+}
+
+func runSummary(ctx context.Context, app *App, args []string) error {
+	fs := newFlags(app, "summary", "")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(app.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "Temporal UI\t%s\t\n", app.Cfg.Temporal.UIURL)
+	fmt.Fprintf(tw, "Temporal frontend\t%s (namespace %s)\t\n", app.Cfg.Temporal.Address, app.Cfg.Temporal.Namespace)
+	var firstErr error
+	for _, section := range summarySections {
+		lines, err := section(ctx, app)
+		for _, l := range lines {
+			fmt.Fprintf(tw, "%s\t%s\t%s\n", l.What, l.Where, l.Count)
+		}
+		if err != nil && firstErr == nil {
+			firstErr = err
+		}
+	}
+	tw.Flush()
+	return firstErr
+}
+
+// rows renders the result of a count query, or "?" when it fails (for
+// example before the tables exist).
+func rows(n int64, err error) string {
+	if err != nil {
+		return "?"
+	}
+	return fmt.Sprintf("%d rows", n)
+}
+
+func countMySQL(ctx context.Context, db *sql.DB, query string) (n int64, err error) {
+	err = db.QueryRowContext(ctx, query).Scan(&n)
+	return n, err
+}
+
+func countPG(ctx context.Context, pool *pgxpool.Pool, query string) (n int64, err error) {
+	err = pool.QueryRow(ctx, query).Scan(&n)
+	return n, err
+}
+
+func summarySources(ctx context.Context, app *App) ([]summaryLine, error) {
+	var lines []summaryLine
+	my, err := app.MySQL(ctx)
+	if err != nil {
+		return lines, err
+	}
+	where := app.Cfg.MySQL.String()
+	lines = append(lines,
+		summaryLine{"MySQL device_types", where, rows(countMySQL(ctx, my, "SELECT COUNT(*) FROM device_types"))},
+		summaryLine{"MySQL devices", where, rows(countMySQL(ctx, my, "SELECT COUNT(*) FROM devices"))})
+
+	loc, err := app.Locations(ctx)
+	if err != nil {
+		return lines, err
+	}
+	lines = append(lines, summaryLine{"PostgreSQL locations", app.Cfg.Postgres.String(), rows(countPG(ctx, loc, "SELECT count(*) FROM public.locations"))})
+
+	ts, err := app.Timescale(ctx)
+	if err != nil {
+		return lines, err
+	}
+	where = app.Cfg.Timescale.String()
+	lines = append(lines,
+		summaryLine{"Timescale sensor_readings", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.sensor_readings"))},
+		summaryLine{"Timescale anomaly_ground_truth", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.anomaly_ground_truth"))})
+	return lines, nil
+}
+
+func summaryKafka(ctx context.Context, app *App) ([]summaryLine, error) {
+	where := strings.Join(app.Cfg.Kafka.BootstrapServers, ",")
+	cl, err := kafka.NewClient(app.Cfg.Kafka, nil)
+	if err != nil {
+		return []summaryLine{{"Kafka", where, "unreachable"}}, err
+	}
+	defer cl.Close()
+	ends, err := kafka.HighWatermarks(ctx, cl, app.Cfg.Kafka.Topic)
+	if err != nil {
+		return []summaryLine{{"Kafka topic " + app.Cfg.Kafka.Topic, where, "unreachable"}}, err
+	}
+	var total int64
+	for _, o := range ends {
+		total += o
+	}
+	return []summaryLine{{"Kafka topic " + app.Cfg.Kafka.Topic, where, fmt.Sprintf("%d partitions, %d messages", len(ends), total)}}, nil
+}
