@@ -1,0 +1,827 @@
+package reading
+
+import (
+	"encoding/json"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf16"
+	"unicode/utf8"
+	"unsafe"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// recordTime is the Kafka record timestamp the tests decode against.
+var recordTime = time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
+
+var testDevices = NewDeviceSet([]string{"TEMP-001", "HUM-002", "PWR-010"})
+
+const validMessage = `{"device_id":"TEMP-001","time":"2026-11-28T14:00:00.123Z","value":21.5,"battery":87.25,"rssi":-61,"seq":12345}`
+
+var validReading = Reading{
+	Time:       time.Date(2026, 11, 28, 14, 0, 0, 123_000_000, time.UTC),
+	DeviceID:   "TEMP-001",
+	Value:      21.5,
+	ValueValid: true,
+	Battery:    87.25,
+	RSSI:       -61,
+}
+
+// msg builds a message from key/raw-JSON-value pairs, in order.
+func msg(pairs ...string) string {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i := 0; i < len(pairs); i += 2 {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(strconv.Quote(pairs[i]))
+		sb.WriteByte(':')
+		sb.WriteString(pairs[i+1])
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// with returns the valid message's fields with some replaced ("" as the
+// new value removes the field), plus extra pairs appended.
+func with(changes ...string) string {
+	base := []string{"device_id", `"TEMP-001"`, "time", `"2026-11-28T14:00:00.123Z"`, "value", "21.5", "battery", "87.25", "rssi", "-61", "seq", "12345"}
+	var extra []string
+	for i := 0; i < len(changes); i += 2 {
+		found := false
+		for j := 0; j < len(base); j += 2 {
+			if base[j] == changes[i] {
+				base[j+1] = changes[i+1]
+				found = true
+			}
+		}
+		if !found {
+			extra = append(extra, changes[i], changes[i+1])
+		}
+	}
+	var pairs []string
+	for j := 0; j < len(base); j += 2 {
+		if base[j+1] != "" {
+			pairs = append(pairs, base[j], base[j+1])
+		}
+	}
+	return msg(append(pairs, extra...)...)
+}
+
+func withReading(f func(r *Reading)) Reading {
+	r := validReading
+	f(&r)
+	return r
+}
+
+func TestDecode(t *testing.T) {
+	t.Parallel()
+	registry := Limits{Devices: testDevices}
+	small := Limits{MaxBytes: len(validMessage), Devices: testDevices}
+	cases := []struct {
+		name    string
+		raw     string
+		lim     Limits
+		want    Reading // when wantErr is ""
+		wantSeq int64
+		wantErr Reason
+	}{
+		{name: "valid", raw: validMessage, lim: registry, want: validReading, wantSeq: 12345},
+		{name: "valid without registry", raw: validMessage, want: validReading, wantSeq: 12345},
+		{name: "value null is a reading without a value", raw: with("value", "null"), lim: registry,
+			want: withReading(func(r *Reading) { r.Value, r.ValueValid = 0, false }), wantSeq: 12345},
+		{name: "whitespace and reordered keys", raw: " \n{ \"seq\" : 12345 ,\t\"rssi\":-61,\"battery\":87.25,\"value\":21.5,\"time\":\"2026-11-28T14:00:00.123Z\",\"device_id\":\"TEMP-001\" }\r\n", lim: registry,
+			want: validReading, wantSeq: 12345},
+		{name: "unknown fields are ignored", raw: with("fw", `{"v":[1,2.5e3,"x",true,false,null,{}],"n":{}}`, "note", `"\u00e9\"\\"`), lim: registry,
+			want: validReading, wantSeq: 12345},
+		{name: "duplicate key: last wins over a bad earlier value", raw: `{"value":"abc",` + validMessage[1:], lim: registry,
+			want: validReading, wantSeq: 12345},
+		{name: "duplicate key: last wins", raw: with("value", "1", "value", "2"), lim: registry,
+			want: withReading(func(r *Reading) { r.Value = 2 }), wantSeq: 12345},
+		{name: "escaped device id and key", raw: strings.TrimSuffix(with("device_id", `"TEMP\u002d001"`), "}") + `,"d\u0065vice_id":"HUM\u002d002"}`, lim: registry,
+			want: withReading(func(r *Reading) { r.DeviceID = "HUM-002" }), wantSeq: 12345},
+		{name: "keys are case-sensitive", raw: with("Value", `"abc"`), lim: registry, want: validReading, wantSeq: 12345},
+		{name: "offset converted to UTC", raw: with("time", `"2026-11-28T15:30:00.123+01:30"`), lim: registry, want: validReading, wantSeq: 12345},
+		{name: "negative offset", raw: with("time", `"2026-11-28T08:00:00.123-06:00"`), lim: registry, want: validReading, wantSeq: 12345},
+		{name: "escaped time", raw: with("time", `"2026-11-28\u005414:00:00.123Z"`), lim: registry, want: validReading, wantSeq: 12345},
+		{name: "lower-case t and z", raw: with("time", `"2026-11-28t14:00:00.123z"`), lim: registry, want: validReading, wantSeq: 12345},
+		{name: "no fraction", raw: with("time", `"2026-11-28T14:00:00Z"`), lim: registry,
+			want: withReading(func(r *Reading) { r.Time = recordTime }), wantSeq: 12345},
+		{name: "fraction truncated to microseconds", raw: with("time", `"2026-11-28T14:00:00.1234567899999Z"`), lim: registry,
+			want: withReading(func(r *Reading) { r.Time = recordTime.Add(123456 * time.Microsecond) }), wantSeq: 12345},
+		{name: "out of the device range is still a reading", raw: with("value", "-1e6"), lim: registry,
+			want: withReading(func(r *Reading) { r.Value = -1e6 }), wantSeq: 12345},
+		{name: "underflow rounds to zero", raw: with("value", "1e-400"), lim: registry,
+			want: withReading(func(r *Reading) { r.Value = 0 }), wantSeq: 12345},
+		{name: "exponent number", raw: with("value", "2.15E+1", "battery", "8725e-2"), lim: registry, want: validReading, wantSeq: 12345},
+		{name: "seq zero, negative zero and max", raw: with("seq", "9223372036854775807"), lim: registry, want: validReading, wantSeq: math.MaxInt64},
+		{name: "seq -0 is zero", raw: with("seq", "-0"), lim: registry, want: validReading, wantSeq: 0},
+		{name: "rssi int32 bounds", raw: with("rssi", "-2147483648"), lim: registry,
+			want: withReading(func(r *Reading) { r.RSSI = math.MinInt32 }), wantSeq: 12345},
+
+		{name: "exactly MaxBytes", raw: validMessage, lim: small, want: validReading, wantSeq: 12345},
+		{name: "MaxBytes+1", raw: validMessage + " ", lim: small, wantErr: ReasonOversized},
+		{name: "exactly the default MaxBytes", raw: validMessage + strings.Repeat(" ", DefaultMaxBytes-len(validMessage)), lim: registry, want: validReading, wantSeq: 12345},
+		{name: "default MaxBytes+1", raw: validMessage + strings.Repeat(" ", DefaultMaxBytes-len(validMessage)+1), lim: registry, wantErr: ReasonOversized},
+		{name: "oversized is checked before UTF-8", raw: "\xff" + validMessage, lim: small, wantErr: ReasonOversized},
+
+		{name: "invalid UTF-8 in a string", raw: with("device_id", "\"TEMP-\xff01\""), lim: registry, wantErr: ReasonInvalidUTF8},
+		{name: "invalid UTF-8 outside strings", raw: validMessage + "\xc3", lim: registry, wantErr: ReasonInvalidUTF8},
+		{name: "UTF-8 surrogate encoding", raw: with("note", "\"\xed\xa0\x80\""), lim: registry, wantErr: ReasonInvalidUTF8},
+
+		{name: "empty", raw: "", lim: registry, wantErr: ReasonNotJSON},
+		{name: "only spaces", raw: "  ", lim: registry, wantErr: ReasonNotJSON},
+		{name: "array", raw: "[" + validMessage + "]", lim: registry, wantErr: ReasonNotJSON},
+		{name: "number", raw: "42", lim: registry, wantErr: ReasonNotJSON},
+		{name: "string", raw: `"TEMP-001"`, lim: registry, wantErr: ReasonNotJSON},
+		{name: "truncated", raw: validMessage[:len(validMessage)-1], lim: registry, wantErr: ReasonNotJSON},
+		{name: "trailing garbage", raw: validMessage + "x", lim: registry, wantErr: ReasonNotJSON},
+		{name: "two objects", raw: validMessage + validMessage, lim: registry, wantErr: ReasonNotJSON},
+		{name: "trailing comma", raw: validMessage[:len(validMessage)-1] + ",}", lim: registry, wantErr: ReasonNotJSON},
+		{name: "single quotes", raw: strings.ReplaceAll(validMessage, `"`, `'`), lim: registry, wantErr: ReasonNotJSON},
+		{name: "leading zero", raw: with("seq", "012345"), lim: registry, wantErr: ReasonNotJSON},
+		{name: "plus sign", raw: with("value", "+21.5"), lim: registry, wantErr: ReasonNotJSON},
+		{name: "dot without digits", raw: with("value", "21."), lim: registry, wantErr: ReasonNotJSON},
+		{name: "raw control character in a string", raw: with("device_id", "\"TEMP\t001\""), lim: registry, wantErr: ReasonNotJSON},
+		{name: "bad escape", raw: with("device_id", `"TEMP\x01"`), lim: registry, wantErr: ReasonNotJSON},
+		{name: "short unicode escape", raw: with("device_id", `"TEMP\u00"`), lim: registry, wantErr: ReasonNotJSON},
+		{name: "bare NaN in an unknown field", raw: with("extra", "NaN"), lim: registry, wantErr: ReasonNotJSON},
+		{name: "bad literal", raw: with("value", "nul"), lim: registry, wantErr: ReasonNotJSON},
+		{name: "unbalanced nesting", raw: with("extra", "[{]}"), lim: registry, wantErr: ReasonNotJSON},
+		{name: "missing colon", raw: `{"device_id" "TEMP-001"}`, lim: registry, wantErr: ReasonNotJSON},
+		{name: "syntax error wins over field errors", raw: `{"value":"abc",`, lim: registry, wantErr: ReasonNotJSON},
+
+		{name: "empty object", raw: "{}", lim: registry, wantErr: ReasonMissingField},
+		{name: "no device_id", raw: with("device_id", ""), lim: registry, wantErr: ReasonMissingField},
+		{name: "device_id null", raw: with("device_id", "null"), lim: registry, wantErr: ReasonMissingField},
+		{name: "device_id empty", raw: with("device_id", `""`), lim: registry, wantErr: ReasonMissingField},
+		{name: "no time", raw: with("time", ""), lim: registry, wantErr: ReasonMissingField},
+		{name: "time empty", raw: with("time", `""`), lim: registry, wantErr: ReasonMissingField},
+		{name: "no value", raw: with("value", ""), lim: registry, wantErr: ReasonMissingField},
+		{name: "no battery", raw: with("battery", ""), lim: registry, wantErr: ReasonMissingField},
+		{name: "battery null", raw: with("battery", "null"), lim: registry, wantErr: ReasonMissingField},
+		{name: "no rssi", raw: with("rssi", ""), lim: registry, wantErr: ReasonMissingField},
+		{name: "no seq", raw: with("seq", ""), lim: registry, wantErr: ReasonMissingField},
+		{name: "seq null", raw: with("seq", "null"), lim: registry, wantErr: ReasonMissingField},
+
+		{name: "value string", raw: with("value", `"abc"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "value numeric string", raw: with("value", `"21.5"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "value bool", raw: with("value", "true"), lim: registry, wantErr: ReasonWrongType},
+		{name: "value object", raw: with("value", `{"v":1}`), lim: registry, wantErr: ReasonWrongType},
+		{name: "battery array", raw: with("battery", "[87]"), lim: registry, wantErr: ReasonWrongType},
+		{name: "rssi fraction", raw: with("rssi", "1.5"), lim: registry, wantErr: ReasonWrongType},
+		{name: "rssi integral float", raw: with("rssi", "-61.0"), lim: registry, wantErr: ReasonWrongType},
+		{name: "rssi exponent", raw: with("rssi", "1e2"), lim: registry, wantErr: ReasonWrongType},
+		{name: "rssi beyond int32", raw: with("rssi", "2147483648"), lim: registry, wantErr: ReasonWrongType},
+		{name: "rssi string", raw: with("rssi", `"-61"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "rssi NaN", raw: with("rssi", "NaN"), lim: registry, wantErr: ReasonWrongType},
+		{name: "seq negative", raw: with("seq", "-1"), lim: registry, wantErr: ReasonWrongType},
+		{name: "seq beyond int64", raw: with("seq", "9223372036854775808"), lim: registry, wantErr: ReasonWrongType},
+		{name: "seq huge", raw: with("seq", "123456789012345678901234567890"), lim: registry, wantErr: ReasonWrongType},
+		{name: "seq fraction", raw: with("seq", "1.0"), lim: registry, wantErr: ReasonWrongType},
+		{name: "device_id number", raw: with("device_id", "1"), lim: registry, wantErr: ReasonWrongType},
+		{name: "device_id control character", raw: with("device_id", `"TEMP\u0000001"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "time not RFC 3339", raw: with("time", `"yesterday"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "time without offset", raw: with("time", `"2026-11-28T14:00:00"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "time space separator", raw: with("time", `"2026-11-28 14:00:00Z"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "time February 30", raw: with("time", `"2026-02-30T14:00:00Z"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "time leap second", raw: with("time", `"2026-11-28T13:59:60Z"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "time offset hour 24", raw: with("time", `"2026-11-28T14:00:00+24:00"`), lim: registry, wantErr: ReasonWrongType},
+		{name: "time number", raw: with("time", "1764338400"), lim: registry, wantErr: ReasonWrongType},
+		{name: "fields checked in order", raw: with("device_id", "1", "time", ""), lim: registry, wantErr: ReasonWrongType},
+
+		{name: "value NaN string", raw: with("value", `"NaN"`), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value Infinity string", raw: with("value", `"Infinity"`), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value -Infinity string", raw: with("value", `"-Infinity"`), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value +Inf string", raw: with("value", `"+Inf"`), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value inf string", raw: with("value", `"inf"`), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value escaped nan", raw: with("value", `"n\u0061n"`), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value bare NaN", raw: with("value", "NaN"), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value bare Infinity", raw: with("value", "Infinity"), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value bare -Infinity", raw: with("value", "-Infinity"), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value overflow", raw: with("value", "1e400"), lim: registry, wantErr: ReasonNonFinite},
+		{name: "value negative overflow", raw: with("value", "-1.8e308"), lim: registry, wantErr: ReasonNonFinite},
+		{name: "battery NaN", raw: with("battery", `"nan"`), lim: registry, wantErr: ReasonNonFinite},
+		{name: "battery overflow", raw: with("battery", "1e309"), lim: registry, wantErr: ReasonNonFinite},
+
+		{name: "unknown device", raw: with("device_id", `"TEMP-999"`), lim: registry, wantErr: ReasonUnknownDevice},
+		{name: "device ids are case-sensitive", raw: with("device_id", `"temp-001"`), lim: registry, wantErr: ReasonUnknownDevice},
+		{name: "empty registry knows nothing", raw: validMessage, lim: Limits{Devices: NewDeviceSet(nil)}, wantErr: ReasonUnknownDevice},
+		{name: "KnownFunc", raw: validMessage, lim: Limits{Devices: KnownFunc(func(id string) bool { return id == "TEMP-001" })},
+			want: validReading, wantSeq: 12345},
+		{name: "KnownFunc rejects", raw: validMessage, lim: Limits{Devices: KnownFunc(func(string) bool { return false })}, wantErr: ReasonUnknownDevice},
+		{name: "unknown device is checked before time", raw: with("device_id", `"X"`, "time", `"2030-01-01T00:00:00Z"`), lim: registry, wantErr: ReasonUnknownDevice},
+
+		{name: "exactly MaxFuture ahead", raw: with("time", `"2026-11-28T14:05:00Z"`), lim: registry,
+			want: withReading(func(r *Reading) { r.Time = recordTime.Add(5 * time.Minute) }), wantSeq: 12345},
+		{name: "MaxFuture plus a nanosecond truncates to the bound", raw: with("time", `"2026-11-28T14:05:00.000000999Z"`), lim: registry,
+			want: withReading(func(r *Reading) { r.Time = recordTime.Add(5 * time.Minute) }), wantSeq: 12345},
+		{name: "MaxFuture plus a microsecond", raw: with("time", `"2026-11-28T14:05:00.000001Z"`), lim: registry, wantErr: ReasonTimeInFuture},
+		{name: "custom MaxFuture", raw: with("time", `"2026-11-28T14:00:01Z"`), lim: Limits{MaxFuture: time.Second}, want: withReading(func(r *Reading) { r.Time = recordTime.Add(time.Second) }), wantSeq: 12345},
+		{name: "custom MaxFuture exceeded", raw: with("time", `"2026-11-28T14:00:01.5Z"`), lim: Limits{MaxFuture: time.Second}, wantErr: ReasonTimeInFuture},
+		{name: "far future", raw: with("time", `"9999-12-31T23:59:59Z"`), lim: registry, wantErr: ReasonTimeInFuture},
+
+		{name: "exactly MaxPast behind", raw: with("time", `"2026-11-21T14:00:00Z"`), lim: registry,
+			want: withReading(func(r *Reading) { r.Time = recordTime.Add(-DefaultMaxPast) }), wantSeq: 12345},
+		{name: "MaxPast plus a microsecond", raw: with("time", `"2026-11-21T13:59:59.999999Z"`), lim: registry, wantErr: ReasonTimeTooOld},
+		{name: "epoch", raw: with("time", `"1970-01-01T00:00:00Z"`), lim: registry, wantErr: ReasonTimeTooOld},
+		{name: "year zero", raw: with("time", `"0000-01-01T00:00:00Z"`), lim: registry, wantErr: ReasonTimeTooOld},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			got, seq, err := Decode([]byte(tc.raw), recordTime, tc.lim)
+			if tc.wantErr != "" {
+				reason, ok := RejectionReason(err)
+				if !ok || reason != tc.wantErr {
+					t.Fatalf("Decode(%q) = %+v, %v; want reason %s", tc.raw, got, err, tc.wantErr)
+				}
+				if !utf8.ValidString(err.Error()) || len(err.Error()) > 400 {
+					t.Errorf("Detail must be short valid UTF-8, got %q", err.Error())
+				}
+				if got != (Reading{}) || seq != 0 {
+					t.Errorf("a rejection returns zero values, got %+v, %d", got, seq)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Decode(%q): %v", tc.raw, err)
+			}
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("reading (-want +got):\n%s", diff)
+			}
+			if seq != tc.wantSeq {
+				t.Errorf("seq = %d, want %d", seq, tc.wantSeq)
+			}
+		})
+	}
+}
+
+func TestReasonsCoverEveryRejection(t *testing.T) {
+	t.Parallel()
+	want := []string{"oversized", "invalid_utf8", "not_json", "missing_field", "wrong_type", "non_finite",
+		"unknown_device", "time_in_future", "time_too_old", "late"}
+	var got []string
+	for _, r := range Reasons() {
+		got = append(got, string(r))
+	}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("Reasons() (-want +got):\n%s", diff)
+	}
+}
+
+func TestRejectionDetail(t *testing.T) {
+	t.Parallel()
+	registry := Limits{Devices: testDevices}
+	cases := []struct {
+		raw  string
+		lim  Limits
+		want string
+	}{
+		{validMessage + " ", Limits{MaxBytes: 100}, "oversized: message is 111 bytes, limit 100"},
+		{"{\"a\":\"\xff\"}", registry, "invalid_utf8: invalid UTF-8 at byte 6"},
+		{`{"a":1,}`, registry, "not_json: expected an object key at byte 7"},
+		{with("rssi", "1.5"), registry, `wrong_type: field rssi must be an integer within int32, got "1.5"`},
+		{with("seq", ""), registry, "missing_field: field seq is required"},
+		{with("value", "1e400"), registry, `non_finite: field value overflows float64, got "1e400"`},
+		{with("device_id", `"TEMP-999"`), registry, `unknown_device: device_id "TEMP-999" is not registered`},
+		{with("time", `"2026-11-28T14:10:00Z"`), registry, "time_in_future: time 2026-11-28T14:10:00Z is 10m0s after the record timestamp 2026-11-28T14:00:00Z (limit 5m0s)"},
+		{with("device_id", `"`+strings.Repeat("é", 40)+`"`), registry, `unknown_device: device_id "` + strings.Repeat("é", 32) + `"… is not registered`},
+	}
+	for _, tc := range cases {
+		_, _, err := Decode([]byte(tc.raw), recordTime, tc.lim)
+		if err == nil || err.Error() != tc.want {
+			t.Errorf("Decode(%q) error = %v, want %s", tc.raw, err, tc.want)
+		}
+	}
+}
+
+func TestDecodeInternsDeviceIDs(t *testing.T) {
+	t.Parallel()
+	a, _, err := Decode([]byte(validMessage), recordTime, Limits{Devices: testDevices})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _, err := Decode([]byte(with("value", "1")), recordTime, Limits{Devices: testDevices})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if unsafe.StringData(a.DeviceID) != unsafe.StringData(b.DeviceID) {
+		t.Error("readings of one device do not share the interned id string")
+	}
+}
+
+func TestAllocations(t *testing.T) {
+	raw := []byte(validMessage)
+	cases := []struct {
+		name string
+		want float64
+		run  func()
+	}{
+		{"Decode with DeviceSet", 0, func() { _, _, _ = Decode(raw, recordTime, Limits{Devices: testDevices}) }},
+		{"Decode without registry", 1, func() { _, _, _ = Decode(raw, recordTime, Limits{}) }},
+		{"Encode", 0, func() {
+			var buf [256]byte
+			_ = Encode(buf[:0], validReading, 12345)
+		}},
+	}
+	for _, tc := range cases {
+		if got := testing.AllocsPerRun(1000, tc.run); got != tc.want {
+			t.Errorf("%s: %v allocations per run, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// jsonMessage is the message as encoding/json sees it: the reference the
+// codec is compared against.
+type jsonMessage struct {
+	DeviceID string    `json:"device_id"`
+	Time     time.Time `json:"time"`
+	Value    *float64  `json:"value"`
+	Battery  float64   `json:"battery"`
+	RSSI     int32     `json:"rssi"`
+	Seq      int64     `json:"seq"`
+}
+
+func (m jsonMessage) reading() Reading {
+	r := Reading{DeviceID: m.DeviceID, Time: m.Time.UTC().Truncate(time.Microsecond), Battery: m.Battery, RSSI: m.RSSI}
+	if m.Value != nil {
+		r.Value, r.ValueValid = *m.Value, true
+	}
+	return r
+}
+
+func toJSONMessage(r Reading, seq int64) jsonMessage {
+	m := jsonMessage{DeviceID: r.DeviceID, Time: r.Time, Battery: r.Battery, RSSI: r.RSSI, Seq: seq}
+	if r.ValueValid {
+		v := r.Value
+		m.Value = &v
+	}
+	return m
+}
+
+// randomFloat draws finite floats across the whole float64 range, with the
+// awkward ones (zeros, subnormals, integers, extremes) overrepresented.
+func randomFloat(rng *rand.Rand) float64 {
+	switch rng.IntN(8) {
+	case 0:
+		for {
+			if f := math.Float64frombits(rng.Uint64()); !math.IsNaN(f) && !math.IsInf(f, 0) {
+				return f
+			}
+		}
+	case 1:
+		return []float64{0, math.Copysign(0, -1), math.MaxFloat64, -math.MaxFloat64, math.SmallestNonzeroFloat64, 5e-324 * 3, 1e21, 1e-7, 999999999999999999999}[rng.IntN(9)]
+	case 2:
+		return float64(rng.IntN(2001) - 1000)
+	case 3:
+		return math.Ldexp(rng.Float64(), rng.IntN(2100)-1075)
+	default:
+		return math.Round((rng.Float64()*2000-1000)*1e4) / 1e4
+	}
+}
+
+// randomDeviceID draws ids with characters that need escaping.
+func randomDeviceID(rng *rand.Rand, htmlSafe bool) string {
+	alphabet := []string{"A", "Z", "0", "9", "-", "_", ".", "é", "温", "😀", `"`, `\`, "/", " ", "\u2028", "\u007f"}
+	if !htmlSafe {
+		alphabet = append(alphabet, "<", ">", "&")
+	}
+	var sb strings.Builder
+	for n := 1 + rng.IntN(12); n > 0; n-- {
+		sb.WriteString(alphabet[rng.IntN(len(alphabet))])
+	}
+	id := sb.String()
+	if strings.ContainsRune(id, 0x7f) {
+		return strings.ReplaceAll(id, "\u007f", "x") // control characters are rejected
+	}
+	return id
+}
+
+// randomReading draws a reading that Decode accepts against recordTime.
+func randomReading(rng *rand.Rand, htmlSafe bool) (Reading, int64) {
+	span := int64(DefaultMaxPast + DefaultMaxFuture)
+	r := Reading{
+		DeviceID:   randomDeviceID(rng, htmlSafe),
+		Time:       recordTime.Add(-DefaultMaxPast + time.Duration(rng.Int64N(span+1))).Truncate(time.Microsecond),
+		Value:      randomFloat(rng),
+		ValueValid: rng.IntN(5) != 0,
+		Battery:    randomFloat(rng),
+		RSSI:       int32(rng.Uint32()),
+	}
+	if !r.ValueValid {
+		r.Value = 0
+	}
+	if rng.IntN(4) == 0 {
+		r.Time = r.Time.Truncate(time.Second) // no fraction
+	}
+	return r, rng.Int64N(math.MaxInt64)
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(1, 2))
+	var buf []byte
+	for i := range 20000 {
+		want, wantSeq := randomReading(rng, false)
+		buf = Encode(buf[:0], want, wantSeq)
+		got, seq, err := Decode(buf, recordTime, Limits{})
+		if err != nil {
+			t.Fatalf("case %d: Decode(%s): %v", i, buf, err)
+		}
+		// cmp would call -0 and 0 equal; the bits must survive too.
+		if diff := cmp.Diff(want, got); diff != "" || math.Float64bits(want.Value) != math.Float64bits(got.Value) || math.Float64bits(want.Battery) != math.Float64bits(got.Battery) {
+			t.Fatalf("case %d: %s (-want +got):\n%s", i, buf, diff)
+		}
+		if seq != wantSeq {
+			t.Fatalf("case %d: seq %d, want %d", i, seq, wantSeq)
+		}
+	}
+}
+
+func TestEncodeMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(3, 4))
+	var buf []byte
+	for i := range 20000 {
+		r, seq := randomReading(rng, true)
+		want, err := json.Marshal(toJSONMessage(r, seq))
+		if err != nil {
+			t.Fatal(err)
+		}
+		buf = Encode(buf[:0], r, seq)
+		if string(buf) != string(want) {
+			t.Fatalf("case %d:\nEncode:        %s\nencoding/json: %s", i, buf, want)
+		}
+	}
+}
+
+func TestEncodeSpecialValues(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		r    Reading
+		seq  int64
+		want string
+	}{
+		{"valid", validReading, 12345, validMessage},
+		{"null value", withReading(func(r *Reading) { r.ValueValid = false; r.Value = 99 }), 1,
+			`{"device_id":"TEMP-001","time":"2026-11-28T14:00:00.123Z","value":null,"battery":87.25,"rssi":-61,"seq":1}`},
+		{"non-finite and negative seq", withReading(func(r *Reading) { r.Value = math.NaN(); r.Battery = math.Inf(-1) }), -1,
+			`{"device_id":"TEMP-001","time":"2026-11-28T14:00:00.123Z","value":"NaN","battery":"-Infinity","rssi":-61,"seq":-1}`},
+		{"local time written in UTC", withReading(func(r *Reading) {
+			r.Time = time.Date(2026, 11, 28, 15, 0, 0, 120_000_000, time.FixedZone("CET", 3600))
+		}), 7, `{"device_id":"TEMP-001","time":"2026-11-28T14:00:00.12Z","value":21.5,"battery":87.25,"rssi":-61,"seq":7}`},
+		{"year beyond 9999", withReading(func(r *Reading) { r.Time = time.Date(10000, 1, 1, 0, 0, 0, 0, time.UTC) }), 7,
+			`{"device_id":"TEMP-001","time":"10000-01-01T00:00:00Z","value":21.5,"battery":87.25,"rssi":-61,"seq":7}`},
+		{"escapes and invalid UTF-8", withReading(func(r *Reading) { r.DeviceID = "a\"\\\x01\n\xff\u2029<" }), 7,
+			`{"device_id":"a\"\\\u0001\n\ufffd\u2029<","time":"2026-11-28T14:00:00.123Z","value":21.5,"battery":87.25,"rssi":-61,"seq":7}`},
+		{"exponent forms", withReading(func(r *Reading) { r.Value = 1e-7; r.Battery = 1e21 }), 7,
+			`{"device_id":"TEMP-001","time":"2026-11-28T14:00:00.123Z","value":1e-7,"battery":1e+21,"rssi":-61,"seq":7}`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			if diff := cmp.Diff(tc.want, string(Encode(nil, tc.r, tc.seq))); diff != "" {
+				t.Errorf("Encode (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+// TestDecodeAgreesWithEncodingJSON writes random readings in many valid
+// JSON spellings and checks both decoders read the same reading.
+func TestDecodeAgreesWithEncodingJSON(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(5, 6))
+	zones := []*time.Location{time.UTC, time.FixedZone("", 3600), time.FixedZone("", -(9*3600 + 30*60)), time.FixedZone("", 14*3600)}
+	for i := range 20000 {
+		r, seq := randomReading(rng, false)
+		raw := randomSpelling(rng, r, seq, zones[rng.IntN(len(zones))])
+		want := r
+		var ref jsonMessage
+		if err := json.Unmarshal(raw, &ref); err != nil {
+			t.Fatalf("case %d: encoding/json rejects %s: %v", i, raw, err)
+		}
+		if diff := cmp.Diff(want, ref.reading()); diff != "" {
+			t.Fatalf("case %d: the test spelled %s wrongly (-want +encoding/json):\n%s", i, raw, diff)
+		}
+		got, gotSeq, err := Decode(raw, recordTime, Limits{})
+		if err != nil {
+			t.Fatalf("case %d: Decode(%s): %v", i, raw, err)
+		}
+		if diff := cmp.Diff(ref.reading(), got); diff != "" || gotSeq != ref.Seq {
+			t.Fatalf("case %d: %s: seq %d, want %d (-encoding/json +Decode):\n%s", i, raw, gotSeq, ref.Seq, diff)
+		}
+	}
+}
+
+// randomSpelling writes a valid JSON message for r in a random key order,
+// with random whitespace, string escapes, number forms, time offsets and
+// unknown fields.
+func randomSpelling(rng *rand.Rand, r Reading, seq int64, zone *time.Location) []byte {
+	space := func() string { return []string{"", "", " ", "\n\t", "\r\n  "}[rng.IntN(5)] }
+	str := func(s string) string {
+		if rng.IntN(2) == 0 {
+			b, _ := json.Marshal(s) // escapes <, >, &
+			return string(b)
+		}
+		return escapeEverything(s)
+	}
+	num := func(f float64) string {
+		formats := []byte{'e', 'E', 'f', 'g', 'G'}
+		s := strconv.FormatFloat(f, formats[rng.IntN(len(formats))], -1, 64)
+		return strings.Replace(s, "e+", []string{"e+", "e"}[rng.IntN(2)], 1)
+	}
+	value := "null"
+	if r.ValueValid {
+		value = num(r.Value)
+	}
+	fields := [][2]string{
+		{"device_id", str(r.DeviceID)},
+		// time.Time.UnmarshalJSON does not unescape, so the time is
+		// spelled plainly here; TestDecode covers an escaped one.
+		{"time", `"` + r.Time.In(zone).Format(time.RFC3339Nano) + `"`},
+		{"value", value},
+		{"battery", num(r.Battery)},
+		{"rssi", strconv.Itoa(int(r.RSSI))},
+		{"seq", strconv.FormatInt(seq, 10)},
+	}
+	for range rng.IntN(3) {
+		extras := []string{`{"a":[1,{"b":null}],"c":"\ud83d\ude00"}`, `[]`, `"x"`, `-0.5e-3`, `true`, `{}`}
+		fields = append(fields, [2]string{fmt.Sprintf("extra%d", rng.IntN(100)), extras[rng.IntN(len(extras))]})
+	}
+	if rng.IntN(4) == 0 {
+		// An earlier occurrence that the real field overrides. (encoding/json
+		// reports a type error even for an overridden value, so the decoy is
+		// a number here; TestDecode covers a bad one.)
+		fields = append([][2]string{{"value", "-12345.5"}}, fields...)
+	}
+	rng.Shuffle(len(fields), func(i, j int) {
+		if fields[i][0] != "value" && fields[j][0] != "value" { // keep the decoy first
+			fields[i], fields[j] = fields[j], fields[i]
+		}
+	})
+	var sb strings.Builder
+	sb.WriteString(space() + "{")
+	for i, f := range fields {
+		if i > 0 {
+			sb.WriteString(",")
+		}
+		key := str(f[0])
+		sb.WriteString(space() + key + space() + ":" + space() + f[1] + space())
+	}
+	sb.WriteString("}" + space())
+	return []byte(sb.String())
+}
+
+// escapeEverything spells every character of s as a \u escape, using
+// surrogate pairs beyond the BMP.
+func escapeEverything(s string) string {
+	var sb strings.Builder
+	sb.WriteByte('"')
+	for _, r := range s {
+		if r > 0xFFFF {
+			r1, r2 := utf16.EncodeRune(r)
+			fmt.Fprintf(&sb, `\u%04X\u%04x`, r1, r2)
+			continue
+		}
+		fmt.Fprintf(&sb, `\u%04x`, r)
+	}
+	sb.WriteByte('"')
+	return sb.String()
+}
+
+func TestUnescapeMatchesEncodingJSON(t *testing.T) {
+	t.Parallel()
+	cases := []string{
+		`"plain"`, `"\"\\\/\b\f\n\r\t"`, `"\u00e9\u6E29"`, `"\ud83d\ude00"`,
+		`"\ud83d"`, `"\ud83dx"`, `"\ude00\ud83d"`, `"\ud83d\u0041"`, `"\ud83d\ud83d\ude00"`, `"a\u0000b"`,
+	}
+	for _, raw := range cases {
+		var want string
+		if err := json.Unmarshal([]byte(raw), &want); err != nil {
+			t.Fatal(err)
+		}
+		end, escaped, what := scanString([]byte(raw), 0)
+		if what != "" || end != len(raw) {
+			t.Fatalf("scanString(%s) = %d, %q", raw, end, what)
+		}
+		got := stringContent([]byte(raw), token{start: 0, end: end, kind: tokString, escaped: escaped})
+		if string(got) != want {
+			t.Errorf("unescape %s = %q, want %q", raw, got, want)
+		}
+	}
+}
+
+func TestParseRFC3339AgreesWithTimePackage(t *testing.T) {
+	t.Parallel()
+	cases := []string{
+		"2026-11-28T14:00:00Z", "2026-11-28T14:00:00.5Z", "2026-11-28T14:00:00.123456789Z",
+		"2026-11-28T14:00:00.1234567891234Z", "2026-11-28T23:59:59.999999999-23:59", "2026-11-28T00:00:00+23:59",
+		"2024-02-29T12:00:00Z", "2000-02-29T12:00:00Z", "0000-01-01T00:00:00Z", "0000-03-01T00:00:00+01:00",
+		"9999-12-31T23:59:59.999999999Z", "1969-12-31T23:59:59.999Z", "1900-03-01T00:00:00-00:00",
+		// Invalid for both.
+		"2023-02-29T12:00:00Z", "1900-02-29T12:00:00Z", "2026-13-01T00:00:00Z", "2026-00-01T00:00:00Z",
+		"2026-11-31T00:00:00Z", "2026-11-28T24:00:00Z", "2026-11-28T14:60:00Z", "2026-11-28T14:00:60Z",
+		"2026-11-28T14:00:00.Z", "2026-11-28T14:00:00+0100", "2026-11-28T14:00:00 Z",
+		"2026-11-28T14:00:00ZZ", "2026-11-28T14:00Z", "2026-1-28T14:00:00Z", "+2026-11-28T14:00:00Z", "2026-11-28T14:00:00",
+		"20261128T140000Z", "2026-11-28T14:00:00.5+01:00:00",
+	}
+	// time.Parse is lenient here (go.dev/issue/54580); RFC 3339 is not.
+	goAcceptsRFCRejects := map[string]bool{"2026-11-28T14:00:00+01:60": true, "2026-11-28T14:00:00,5Z": true}
+	for s := range goAcceptsRFCRejects {
+		if _, ok := parseRFC3339([]byte(s)); ok {
+			t.Errorf("parseRFC3339(%q) accepted", s)
+		}
+	}
+	rng := rand.New(rand.NewPCG(7, 8))
+	for range 5000 {
+		t := time.Unix(rng.Int64N(253402300800)-62167219200, rng.Int64N(1e9)).In(time.FixedZone("", (rng.IntN(48*60)-24*60+1)*60))
+		cases = append(cases, t.Format(time.RFC3339Nano))
+	}
+	for _, s := range cases {
+		want, wantErr := time.Parse(time.RFC3339Nano, s)
+		got, ok := parseRFC3339([]byte(s))
+		if ok != (wantErr == nil) {
+			t.Errorf("parseRFC3339(%q) ok = %v, time.Parse error = %v", s, ok, wantErr)
+			continue
+		}
+		if ok && !got.Equal(want) {
+			t.Errorf("parseRFC3339(%q) = %v, want %v", s, got, want)
+		}
+		if ok && got.Location() != time.UTC {
+			t.Errorf("parseRFC3339(%q) is in %v, want UTC", s, got.Location())
+		}
+	}
+}
+
+func TestCivilDays(t *testing.T) {
+	t.Parallel()
+	for days := int64(-800000); days <= 3000000; days += 7 {
+		y, m, d := civilFromDays(days)
+		want := time.Unix(days*86400, 0).UTC()
+		if y != want.Year() || time.Month(m) != want.Month() || d != want.Day() {
+			t.Fatalf("civilFromDays(%d) = %d-%d-%d, want %v", days, y, m, d, want)
+		}
+		if back := daysFromCivil(y, m, d); back != days {
+			t.Fatalf("daysFromCivil(%d-%d-%d) = %d, want %d", y, m, d, back, days)
+		}
+	}
+}
+
+func ExampleDecode() {
+	devices := NewDeviceSet([]string{"TEMP-001"})
+	record := time.Date(2026, 11, 28, 14, 0, 1, 0, time.UTC) // the Kafka record timestamp
+	for _, raw := range []string{
+		`{"device_id":"TEMP-001","time":"2026-11-28T14:00:00.123Z","value":21.5,"battery":87.25,"rssi":-61,"seq":12345}`,
+		`{"device_id":"TEMP-001","time":"2026-11-28T14:00:00Z","value":null,"battery":87.25,"rssi":-61,"seq":12346}`,
+		`{"device_id":"TEMP-001","time":"2026-11-28T14:00:00Z","value":"NaN","battery":87.25,"rssi":-61,"seq":12347}`,
+		`{"device_id":"TEMP-002","time":"2026-11-28T14:00:00Z","value":1,"battery":87.25,"rssi":-61,"seq":1}`,
+	} {
+		r, seq, err := Decode([]byte(raw), record, Limits{Devices: devices})
+		if reason, ok := RejectionReason(err); ok {
+			fmt.Println("quarantine:", reason)
+			continue
+		}
+		fmt.Println(r.DeviceID, r.Time.Format(time.RFC3339Nano), r.Value, r.ValueValid, seq)
+	}
+	// Output:
+	// TEMP-001 2026-11-28T14:00:00.123Z 21.5 true 12345
+	// TEMP-001 2026-11-28T14:00:00Z 0 false 12346
+	// quarantine: non_finite
+	// quarantine: unknown_device
+}
+
+func ExampleEncode() {
+	r := Reading{
+		Time:     time.Date(2026, 11, 28, 14, 0, 0, 123_000_000, time.UTC),
+		DeviceID: "TEMP-001", Value: 21.5, ValueValid: true, Battery: 87.25, RSSI: -61,
+	}
+	fmt.Println(string(Encode(nil, r, 12345)))
+	// Output:
+	// {"device_id":"TEMP-001","time":"2026-11-28T14:00:00.123Z","value":21.5,"battery":87.25,"rssi":-61,"seq":12345}
+}
+
+// The benchmarks compare the codec with encoding/json in the same run, so
+// the ratio is meaningful on a noisy shared machine.
+
+func BenchmarkDecode(b *testing.B) {
+	raw := []byte(validMessage)
+	b.Run("codec/interned", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(raw)))
+		lim := Limits{Devices: testDevices}
+		for b.Loop() {
+			if _, _, err := Decode(raw, recordTime, lim); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("codec/no_registry", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			if _, _, err := Decode(raw, recordTime, Limits{}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(raw)))
+		for b.Loop() {
+			var m jsonMessage
+			if err := json.Unmarshal(raw, &m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	rejected := []byte(with("value", `"abc"`))
+	b.Run("codec/rejected", func(b *testing.B) {
+		b.ReportAllocs()
+		lim := Limits{Devices: testDevices}
+		for b.Loop() {
+			if _, _, err := Decode(rejected, recordTime, lim); err == nil {
+				b.Fatal("accepted")
+			}
+		}
+	})
+}
+
+func BenchmarkEncode(b *testing.B) {
+	b.Run("codec", func(b *testing.B) {
+		b.ReportAllocs()
+		buf := make([]byte, 0, 256)
+		for b.Loop() {
+			buf = Encode(buf[:0], validReading, 12345)
+		}
+		b.SetBytes(int64(len(buf)))
+	})
+	b.Run("encoding_json", func(b *testing.B) {
+		b.ReportAllocs()
+		m := toJSONMessage(validReading, 12345)
+		var n int
+		for b.Loop() {
+			out, err := json.Marshal(m)
+			if err != nil {
+				b.Fatal(err)
+			}
+			n = len(out)
+		}
+		b.SetBytes(int64(n))
+	})
+}
+
+func TestParseFloatFastAgreesWithStrconv(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(9, 10))
+	cases := []string{"0", "-0", "0.0", "-0.0e5", "1", "-1", "21.5", "0.1", "0.3", "1e22", "1e23", "1e-22", "1e-23",
+		"123456789012345", "1234567890123456", "9007199254740993", "0.000000000000000000000000001", "100e-2",
+		"999999999999999e22", "999999999999999e-22", "1E+3", "1e-0", "4.35", "87.25", "-61.125"}
+	for range 100000 {
+		var sb strings.Builder
+		if rng.IntN(2) == 0 {
+			sb.WriteByte('-')
+		}
+		intDigits := 1 + rng.IntN(10)
+		sb.WriteByte(byte('1' + rng.IntN(9)))
+		for range intDigits - 1 {
+			sb.WriteByte(byte('0' + rng.IntN(10)))
+		}
+		if fracDigits := rng.IntN(10); fracDigits > 0 {
+			sb.WriteByte('.')
+			for range fracDigits {
+				sb.WriteByte(byte('0' + rng.IntN(10)))
+			}
+		}
+		if rng.IntN(3) == 0 {
+			fmt.Fprintf(&sb, "e%d", rng.IntN(61)-30)
+		}
+		cases = append(cases, sb.String())
+	}
+	fast := 0
+	for _, s := range cases {
+		want, err := strconv.ParseFloat(s, 64)
+		if err != nil {
+			t.Fatalf("bad test number %q: %v", s, err)
+		}
+		got, ok := parseFloatFast([]byte(s))
+		if !ok {
+			continue
+		}
+		fast++
+		if math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("parseFloatFast(%q) = %v, strconv says %v", s, got, want)
+		}
+	}
+	if fast < len(cases)/2 {
+		t.Errorf("the fast path took only %d of %d numbers", fast, len(cases))
+	}
+}
