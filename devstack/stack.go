@@ -152,11 +152,6 @@ func (s *stack) forEach(fn func(component) report) []report {
 }
 
 func (s *stack) up(ctx context.Context, out io.Writer) error {
-	for _, d := range []string{"pids", "logs"} {
-		if err := os.MkdirAll(s.path(d), 0o755); err != nil {
-			return err
-		}
-	}
 	reps := s.forEach(func(c component) report { return s.ensure(ctx, c) })
 	if err := printReports(out, reps); err != nil {
 		return err
@@ -264,6 +259,11 @@ func listening(ctx context.Context, addr string) bool {
 // start launches c's process detached from devstack, records its pid and
 // waits until the service answers.
 func (s *stack) start(ctx context.Context, c component) (int, error) {
+	for _, d := range []string{"pids", "logs"} {
+		if err := os.MkdirAll(s.path(d), 0o755); err != nil {
+			return 0, err
+		}
+	}
 	logf, err := os.OpenFile(s.logFile(c), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return 0, err
