@@ -151,7 +151,29 @@ func (s *stack) forEach(fn func(component) report) []report {
 	return reps
 }
 
+// lock serialises up and down on one state directory, so two `up`s run at
+// once (make -j, two terminals) cannot start a service twice.
+func (s *stack) lock() (unlock func(), err error) {
+	if err := os.MkdirAll(s.absDir, 0o755); err != nil {
+		return nil, err
+	}
+	f, err := os.OpenFile(s.path("devstack.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("lock %s: %w", f.Name(), err)
+	}
+	return func() { f.Close() }, nil
+}
+
 func (s *stack) up(ctx context.Context, out io.Writer) error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	reps := s.forEach(func(c component) report { return s.ensure(ctx, c) })
 	if err := printReports(out, reps); err != nil {
 		return err
@@ -396,6 +418,11 @@ func cmdline(pid int) (args []string, ok bool) {
 }
 
 func (s *stack) down(ctx context.Context, out io.Writer) error {
+	unlock, err := s.lock()
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// Stop in parallel; nothing in the stack depends on another's shutdown.
 	reps := s.forEach(func(c component) report {
 		r := report{name: c.Name(), addr: c.Addr()}

@@ -308,8 +308,29 @@ func TestUpIsIdempotentAndDownStopsWhatItStarted(t *testing.T) {
 		{"temporal", temporalAddr, "down", "-", "not running"},
 	}, "status")
 
-	// A second round starts from the state the first one left.
-	run(t, upLines("started"), "up")
+	// A second round starts from the state the first one left, with two
+	// `up`s at once: one starts the services, the other finds them.
+	outs := make([]string, 2)
+	var wg sync.WaitGroup
+	for i := range outs {
+		wg.Go(func() {
+			out, errOut, err := devstack(t, vars, "--dir", dir, "up")
+			if err != nil {
+				t.Errorf("concurrent up: %v\n%s%s", err, out, errOut)
+			}
+			outs[i] = normalise(out)
+		})
+	}
+	wg.Wait()
+	if strings.Contains(outs[0], "already running") {
+		outs[0], outs[1] = outs[1], outs[0]
+	}
+	if diff := cmp.Diff([][][]string{upLines("started"), upLines("already running")}, [][][]string{columns(outs[0]), columns(outs[1])}); diff != "" {
+		t.Fatalf("concurrent ups (-want +got):\n%s", diff)
+	}
+	if n := len(readPids(t, dir)); n != 4 {
+		t.Fatalf("pid files after concurrent ups: %d, want 4", n)
+	}
 	checkServices(t, vars)
 	run(t, downLines, "down")
 }
