@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,12 +14,14 @@ import (
 // naiveStats recomputes the history of a reading from scratch: the values
 // with time in [t − window, t), corrected two-pass mean and variance.
 func naiveStats(values []sample, t int64, window time.Duration) (st Stats) {
+	// values are in time order: scan back from the end.
 	var in []float64
-	for _, s := range values {
-		if s.t >= t-int64(window) && s.t < t {
-			in = append(in, s.v)
+	for i := len(values) - 1; i >= 0 && values[i].t >= t-int64(window); i-- {
+		if values[i].t < t {
+			in = append(in, values[i].v)
 		}
 	}
+	slices.Reverse(in)
 	st.Count = len(in)
 	if len(in) == 0 {
 		return st
