@@ -45,12 +45,20 @@ func (k *kafkaComponent) Owns(args []string) bool {
 	return len(args) > 1 && slices.Contains(args[1:], "kafka")
 }
 
-func (k *kafkaComponent) admin() (*kadm.Client, error) {
-	return kadm.NewOptClient(
+func (k *kafkaComponent) client() (*kgo.Client, error) {
+	return kgo.NewClient(
 		kgo.SeedBrokers(k.cfg.BootstrapServers...),
 		kgo.DialTimeout(2*time.Second),
 		kgo.RetryTimeout(2*time.Second),
 	)
+}
+
+func (k *kafkaComponent) admin() (*kadm.Client, error) {
+	cl, err := k.client()
+	if err != nil {
+		return nil, err
+	}
+	return kadm.NewClient(cl), nil
 }
 
 // Probe asks for the broker list, which every Kafka broker answers.
@@ -86,12 +94,12 @@ func (k *kafkaComponent) Command(ctx context.Context, _ io.Writer) (*exec.Cmd, e
 // Prepare creates the readings topic when the broker lacks it and checks
 // its partition count.
 func (k *kafkaComponent) Prepare(ctx context.Context, managed bool) error {
-	adm, err := k.admin()
+	cl, err := k.client()
 	if err != nil {
 		return err
 	}
-	defer adm.Close()
-	_, err = ensureTopic(ctx, adm, k.cfg.Topic, k.cfg.Partitions, false)
+	defer cl.Close()
+	_, err = ensureTopic(ctx, cl, k.cfg.Topic, k.cfg.Partitions, false)
 	return err
 }
 
@@ -135,7 +143,8 @@ func topicPartitions(ctx context.Context, adm *kadm.Client, topic string) (int, 
 // more; otherwise a different count is an error. Kafka cannot take
 // partitions away, so more partitions than wanted is always an error. It
 // returns what it did, for the broker's log.
-func ensureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions int, grow bool) (string, error) {
+func ensureTopic(ctx context.Context, cl *kgo.Client, topic string, partitions int, grow bool) (string, error) {
+	adm := kadm.NewClient(cl)
 	have, err := topicPartitions(ctx, adm, topic)
 	if err != nil {
 		return "", fmt.Errorf("list topic %s: %w", topic, err)
@@ -146,7 +155,9 @@ func ensureTopic(ctx context.Context, adm *kadm.Client, topic string, partitions
 		if err != nil && !errors.Is(err, kerr.TopicAlreadyExists) {
 			return "", fmt.Errorf("create topic %s: %w %s", topic, err, resp.ErrMessage)
 		}
-		// Created concurrently, or just now: either way check the count.
+		// Created concurrently, or just now: either way check the count,
+		// past the client's cached answer that the topic does not exist.
+		cl.PurgeTopicsFromClient(topic)
 		if have, err = topicPartitions(ctx, adm, topic); err != nil {
 			return "", err
 		}
@@ -218,14 +229,14 @@ func runKafkaBroker(ctx context.Context, cfg *config.Config, fs *flag.FlagSet, d
 	}()
 
 	addrs := cluster.ListenAddrs()
-	adm, err := kadm.NewOptClient(kgo.SeedBrokers(addrs...))
+	cl, err := kgo.NewClient(kgo.SeedBrokers(addrs...))
 	if err != nil {
 		return err
 	}
 	setupCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	did, err := ensureTopic(setupCtx, adm, *topic, *partitions, true)
+	did, err := ensureTopic(setupCtx, cl, *topic, *partitions, true)
 	cancel()
-	adm.Close()
+	cl.Close()
 	if err != nil {
 		if strings.Contains(err.Error(), "KAFKA_PARTITIONS") {
 			err = fmt.Errorf("%w (the broker's data is in %s; delete it to start empty)", err, dataDir)

@@ -6,10 +6,12 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -286,6 +288,8 @@ func TestUpIsIdempotentAndDownStopsWhatItStarted(t *testing.T) {
 		{"temporal", temporalAddr, "up", "managed", "pid N, ui http://" + uiAddr + ", " + log("temporal")},
 	}, "status")
 	checkServices(t, vars)
+	produced := produce(t, kafkaAddr, "readings-up", 10)
+	startParkedWorkflow(t, temporalAddr)
 
 	run(t, downLines, "down")
 	if left := readPids(t, dir); len(left) != 0 {
@@ -332,7 +336,49 @@ func TestUpIsIdempotentAndDownStopsWhatItStarted(t *testing.T) {
 		t.Fatalf("pid files after concurrent ups: %d, want 4", n)
 	}
 	checkServices(t, vars)
+	// State survived the restart.
+	if diff := cmp.Diff(produced, consumeAll(t, kafkaAddr, "readings-up", 10)); diff != "" {
+		t.Errorf("records after down and up (-want +got):\n%s", diff)
+	}
+	checkParkedWorkflow(t, temporalAddr)
 	run(t, downLines, "down")
+}
+
+const parkedWorkflowID = "devstack-persistence-check"
+
+// startParkedWorkflow starts a workflow no worker polls for, so it stays
+// running in the dev server's database.
+func startParkedWorkflow(t *testing.T, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	opts := client.StartWorkflowOptions{ID: parkedWorkflowID, TaskQueue: "devstack-no-worker"}
+	if _, err := c.ExecuteWorkflow(ctx, opts, "NoWorkerRunsThis"); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func checkParkedWorkflow(t *testing.T, addr string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: quietLogger{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	d, err := c.DescribeWorkflowExecution(ctx, parkedWorkflowID, "")
+	if err != nil {
+		t.Fatalf("workflow started before down: %v", err)
+	}
+	if got := d.GetWorkflowExecutionInfo().GetStatus().String(); got != "Running" {
+		t.Errorf("workflow started before down: status %s, want Running", got)
+	}
 }
 
 // readPids maps component names to the pids in dir's pid files.
@@ -391,6 +437,82 @@ func checkServices(t *testing.T, vars map[string]string) {
 	for name, typ := range temporalx.SearchAttributes {
 		if got := resp.GetCustomAttributes()[name]; got != typ {
 			t.Errorf("search attribute %s: %v, want %v", name, got, typ)
+		}
+	}
+}
+
+// TestUpUsesExternalServices points devstack at a Temporal server and a
+// Kafka broker it did not start: it leaves them running as they are and
+// only adds what the pipeline needs, the search attributes and the topic.
+func TestUpUsesExternalServices(t *testing.T) {
+	t.Parallel()
+	bin, err := temporalx.Binary()
+	if err != nil {
+		testenv.Unavailable(t, "temporal CLI", err)
+	}
+	temporalAddr := freeAddr(t)
+	_, port, _ := net.SplitHostPort(temporalAddr)
+	// A bare server: headless and without the project's search attributes.
+	srv := exec.Command(bin, "server", "start-dev", "--headless", "--ip", "127.0.0.1", "--port", port, "--log-level", "error")
+	srv.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := srv.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = syscall.Kill(-srv.Process.Pid, syscall.SIGKILL)
+		_ = srv.Wait()
+	})
+	_, brokers := testenv.Kafka(t, "some-other-topic", 1)
+
+	uiAddr := freeAddr(t)
+	cfg := testConfig(t, map[string]string{
+		"TEMPORAL_ADDRESS": temporalAddr, "TEMPORAL_UI_URL": "http://" + uiAddr,
+		"KAFKA_BOOTSTRAP_SERVERS": brokers[0], "KAFKA_TOPIC": "readings-external", "KAFKA_PARTITIONS": "5",
+	})
+	s := testStack(t, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	waitFor(t, ctx, componentNamed(t, s, "temporal"))
+
+	var got []report
+	for _, name := range []string{"kafka", "temporal"} {
+		r := s.ensure(ctx, componentNamed(t, s, name))
+		if r.err != nil {
+			t.Fatalf("ensure %s: %v", name, r.err)
+		}
+		got = append(got, r)
+	}
+	want := []report{
+		{name: "kafka", addr: brokers[0], state: "up", owner: "external", detail: "already running, topic readings-external (5 partitions)"},
+		{name: "temporal", addr: temporalAddr, state: "up", owner: "external",
+			detail: "already running, ui http://" + uiAddr + " not answering (Get \"http://" + uiAddr + "\": dial tcp " + uiAddr + ": connect: connection refused)"},
+	}
+	if diff := cmp.Diff(want, got, cmp.AllowUnexported(report{})); diff != "" {
+		t.Errorf("reports (-want +got):\n%s", diff)
+	}
+	checkServices(t, map[string]string{
+		"TEMPORAL_ADDRESS": temporalAddr, "KAFKA_BOOTSTRAP_SERVERS": brokers[0],
+		"KAFKA_TOPIC": "readings-external", "KAFKA_PARTITIONS": "5",
+	})
+	if pids, _ := filepath.Glob(s.path("pids", "*")); len(pids) != 0 {
+		t.Errorf("pid files for external services: %v", pids)
+	}
+}
+
+// waitFor waits until c answers; an external server may still be starting.
+func waitFor(t *testing.T, ctx context.Context, c component) {
+	t.Helper()
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := c.Probe(pctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("%s at %s did not answer: %v", c.Name(), c.Addr(), err)
+		case <-time.After(200 * time.Millisecond):
 		}
 	}
 }
