@@ -1,0 +1,221 @@
+package activities
+
+import "time"
+
+// Window is a half-open time range [Start, End).
+type Window struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
+}
+
+// Duration is End − Start.
+func (w Window) Duration() time.Duration { return w.End.Sub(w.Start) }
+
+// Contains reports whether t is in the window.
+func (w Window) Contains(t time.Time) bool { return !t.Before(w.Start) && t.Before(w.End) }
+
+// RunRef identifies one batch run. RunKey scopes its staging rows (the
+// workflow run id); RunID is written to the warehouse for lineage.
+type RunRef struct {
+	RunKey     string `json:"run_key"`
+	RunID      string `json:"run_id"`
+	WorkflowID string `json:"workflow_id"`
+}
+
+// StartRunInput records a run in dwh.etl_runs.
+type StartRunInput struct {
+	Run          RunRef    `json:"run"`
+	Window       Window    `json:"window"`
+	TestMode     bool      `json:"test_mode"`
+	DeviceFilter []string  `json:"device_filter,omitempty"`
+	StartedAt    time.Time `json:"started_at"`
+}
+
+// ExtractDevicesInput selects the devices of a run.
+type ExtractDevicesInput struct {
+	Run          RunRef   `json:"run"`
+	DeviceFilter []string `json:"device_filter,omitempty"` // empty: all devices
+	MaxDevices   int      `json:"max_devices,omitempty"`   // 0: no limit (first N by id)
+	Shards       int      `json:"shards"`
+}
+
+// ExtractDevicesResult says what was staged.
+type ExtractDevicesResult struct {
+	Devices   int      `json:"devices"`
+	Types     int      `json:"types"`
+	DeviceIDs []string `json:"device_ids,omitempty"` // only when MaxDevices limited the set
+}
+
+// ExtractLocationsInput stages the locations.
+type ExtractLocationsInput struct {
+	Run RunRef `json:"run"`
+}
+
+// Chunk is one time slice of the readings to extract.
+type Chunk struct {
+	ID   int       `json:"id"`
+	From time.Time `json:"from"`
+	To   time.Time `json:"to"`
+}
+
+// ExtractReadingsInput stages the raw readings of one chunk.
+type ExtractReadingsInput struct {
+	Run          RunRef   `json:"run"`
+	Chunk        Chunk    `json:"chunk"`
+	DeviceFilter []string `json:"device_filter,omitempty"`
+}
+
+// ExtractReadingsProgress is the heartbeat of a chunk: the hours before
+// NextFrom are staged and committed.
+type ExtractReadingsProgress struct {
+	NextFrom time.Time `json:"next_from"`
+	Rows     int64     `json:"rows"`
+}
+
+// ExtractReadingsResult counts the staged rows of a chunk.
+type ExtractReadingsResult struct {
+	Rows int64 `json:"rows"`
+}
+
+// RejectsInput finds the staged readings the transform cannot enrich.
+type RejectsInput struct {
+	Run    RunRef `json:"run"`
+	Window Window `json:"window"`
+}
+
+// RejectsResult counts them by reason.
+type RejectsResult struct {
+	Rejects  int64            `json:"rejects"`
+	ByReason map[string]int64 `json:"by_reason,omitempty"`
+}
+
+// TransformInput transforms the readings of one device shard.
+type TransformInput struct {
+	Run      RunRef        `json:"run"`
+	Shard    int           `json:"shard"`
+	Window   Window        `json:"window"`
+	Lookback time.Duration `json:"lookback"`
+}
+
+// TransformProgress is the heartbeat of a shard: every device up to and
+// including LastDevice is transformed and committed to staging.
+type TransformProgress struct {
+	LastDevice string         `json:"last_device"`
+	Totals     TransformTotal `json:"totals"`
+}
+
+// TransformTotal is what a shard produced.
+type TransformTotal struct {
+	Devices    int     `json:"devices"`
+	Rows       int64   `json:"rows"`
+	Anomalies  int64   `json:"anomalies"`
+	QualitySum float64 `json:"quality_sum"`
+}
+
+// LoadDimensionsInput loads dim_devices and dim_locations from staging.
+type LoadDimensionsInput struct {
+	Run RunRef `json:"run"`
+}
+
+// LoadDimensionsResult counts what changed.
+type LoadDimensionsResult struct {
+	NewDeviceVersions int `json:"new_device_versions"`
+	DevicesUpdated    int `json:"devices_updated"`
+	LocationsUpserted int `json:"locations_upserted"`
+}
+
+// LoadFactsInput loads one shard's enriched rows into the fact table and
+// refreshes its hourly buckets, in one transaction.
+type LoadFactsInput struct {
+	Run          RunRef `json:"run"`
+	Shard        int    `json:"shard"`
+	Window       Window `json:"window"`
+	ExpectedRows int64  `json:"expected_rows"`
+}
+
+// LoadFactsResult counts the upserted rows; Changed excludes rows that were
+// already identical in the warehouse.
+type LoadFactsResult struct {
+	Rows    int64 `json:"rows"`
+	Changed int64 `json:"changed"`
+	Buckets int64 `json:"buckets"`
+}
+
+// RefreshAggregatesInput refreshes the hourly continuous aggregate of a
+// window (a no-op without TimescaleDB, where LoadFacts refreshed the table).
+type RefreshAggregatesInput struct {
+	Window Window `json:"window"`
+}
+
+// ExportFeaturesInput builds the ML features of a window.
+type ExportFeaturesInput struct {
+	Run    RunRef `json:"run"`
+	Window Window `json:"window"`
+	CSV    bool   `json:"csv"`
+}
+
+// ExportedFile is one output file with its checksum.
+type ExportedFile struct {
+	Path   string `json:"path"`
+	Format string `json:"format"`
+	Rows   int64  `json:"rows"`
+	SHA256 string `json:"sha256"`
+	Bytes  int64  `json:"bytes"`
+}
+
+// ExportFeaturesResult lists the outputs.
+type ExportFeaturesResult struct {
+	Rows     int64          `json:"rows"`
+	Positive int64          `json:"positive"` // rows whose label is true
+	Dir      string         `json:"dir"`
+	Manifest string         `json:"manifest"`
+	Files    []ExportedFile `json:"files"`
+}
+
+// FinishRunInput closes a run in dwh.etl_runs.
+type FinishRunInput struct {
+	Run          RunRef           `json:"run"`
+	Window       Window           `json:"window"`
+	Status       string           `json:"status"` // succeeded, load_failed, abandoned, failed
+	Devices      int              `json:"devices"`
+	Extracted    int64            `json:"extracted"`
+	Rejects      int64            `json:"rejects"`
+	RowsLoaded   int64            `json:"rows_loaded"`
+	Anomalies    int64            `json:"anomalies"`
+	PhaseMillis  map[string]int64 `json:"phase_ms"`
+	FeaturesPath string           `json:"features_path,omitempty"`
+	Error        string           `json:"error,omitempty"`
+	FinishedAt   time.Time        `json:"finished_at"`
+}
+
+// DetectionScore is precision and recall of one anomaly kind against the
+// seeder's ground truth.
+type DetectionScore struct {
+	TruePositives  int64   `json:"tp"`
+	FalsePositives int64   `json:"fp"`
+	FalseNegatives int64   `json:"fn"`
+	Precision      float64 `json:"precision"`
+	Recall         float64 `json:"recall"`
+}
+
+// FinishRunResult is what the warehouse says about the finished run.
+type FinishRunResult struct {
+	FactRows     int64                     `json:"fact_rows"`
+	FactChecksum string                    `json:"fact_checksum"`
+	DQScore      float64                   `json:"dq_score"`
+	Anomalies    int64                     `json:"anomalies"`
+	HourlyRows   int64                     `json:"hourly_rows"`
+	Detection    map[string]DetectionScore `json:"detection,omitempty"`
+}
+
+// CleanupInput drops a run's staging rows.
+type CleanupInput struct {
+	Run RunRef `json:"run"`
+}
+
+// MarkRunInput records an intermediate status of a run.
+type MarkRunInput struct {
+	Run    RunRef `json:"run"`
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+}
