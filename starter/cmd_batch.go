@@ -1,0 +1,316 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-etl/iot-etl/workflows"
+)
+
+func init() {
+	register(command{Name: "batch run", Summary: "run the batch ETL for a window (default: yesterday, UTC), showing live progress", Run: runBatchRun})
+	register(command{Name: "batch status", Summary: "show the progress of a batch run", Run: runBatchStatus})
+	register(command{Name: "batch retry-load", Summary: "signal a run parked in load_failed to run Load again from staging", Run: runBatchRetryLoad})
+	register(command{Name: "batch abandon", Summary: "signal a run parked in load_failed to give up", Run: runBatchAbandon})
+}
+
+// parseDay accepts 2006-01-02 or RFC 3339.
+func parseDay(flagName, s string) (time.Time, error) {
+	if t, err := time.Parse("2006-01-02", s); err == nil {
+		return t, nil
+	}
+	t, err := time.Parse(time.RFC3339, s)
+	if err != nil {
+		return t, fmt.Errorf("%w: --%s %q: want YYYY-MM-DD or RFC 3339", errUsage, flagName, s)
+	}
+	return t.UTC(), nil
+}
+
+// batchWorkflowID names a manual run after its window, so two runs of the
+// same window cannot run at once.
+func batchWorkflowID(in workflows.BatchInput) string {
+	const layout = "20060102T1504Z"
+	id := "iot-batch-" + in.WindowStart.Format(layout) + "-" + in.WindowEnd.Format(layout)
+	if in.TestMode {
+		id += "-test"
+	}
+	return id
+}
+
+// runURL is the Temporal UI page of a workflow run.
+func runURL(app *App, workflowID, runID string) string {
+	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", strings.TrimRight(app.Cfg.Temporal.UIURL, "/"),
+		url.PathEscape(app.Cfg.Temporal.Namespace), url.PathEscape(workflowID), url.PathEscape(runID))
+}
+
+func runBatchRun(ctx context.Context, app *App, args []string) error {
+	fs := newFlags(app, "batch run", "[flags]")
+	from := fs.String("from", "", "window start, YYYY-MM-DD or RFC 3339 (default: yesterday 00:00 UTC)")
+	to := fs.String("to", "", "window end, exclusive (default: --from + 1 day)")
+	testMode := fs.Bool("test-mode", false, "process 1 hour and at most 10 devices")
+	validateOnly := fs.Bool("validate-only", false, "run the preflight checks of every component and stop")
+	devices := fs.String("devices", "", "comma-separated device ids to restrict the run to")
+	shards := fs.Int("shards", 0, "transform/load fan-out by device (default 8)")
+	chunk := fs.Duration("chunk", app.Cfg.Batch.ChunkSize, "extract fan-out by time")
+	csv := fs.Bool("csv", false, "also write features.csv")
+	wait := fs.Bool("wait", true, "wait for the run, showing progress (false: start and print the id)")
+	id := fs.String("id", "", "workflow id (default: iot-batch-<window>)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *validateOnly {
+		return checkAll(ctx, app, 5*time.Second)
+	}
+	in := workflows.BatchInput{TestMode: *testMode, Shards: *shards, Chunk: *chunk, Lookback: app.Cfg.Batch.Lookback, CSV: *csv}
+	if in.Lookback == 0 {
+		in.Lookback = -1 // explicitly no lookback
+	}
+	if *devices != "" {
+		in.DeviceFilter = strings.Split(*devices, ",")
+	}
+	var err error
+	switch {
+	case *from != "":
+		if in.WindowStart, err = parseDay("from", *from); err != nil {
+			return err
+		}
+		in.WindowEnd = in.WindowStart.Add(24 * time.Hour)
+		if *to != "" {
+			if in.WindowEnd, err = parseDay("to", *to); err != nil {
+				return err
+			}
+		}
+		if !in.WindowStart.Before(in.WindowEnd) {
+			return fmt.Errorf("%w: --from must be before --to", errUsage)
+		}
+	case *to != "":
+		return fmt.Errorf("%w: --to needs --from", errUsage)
+	default:
+		today := time.Now().UTC().Truncate(24 * time.Hour)
+		in.WindowStart, in.WindowEnd = today.Add(-24*time.Hour), today
+	}
+	if in.TestMode && in.WindowEnd.Sub(in.WindowStart) > workflows.TestModeWindow {
+		in.WindowEnd = in.WindowStart.Add(workflows.TestModeWindow)
+	}
+	tc, err := app.Temporal(ctx)
+	if err != nil {
+		return err
+	}
+	if *id == "" {
+		*id = batchWorkflowID(in)
+	}
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       *id,
+		TaskQueue:                app.Cfg.Temporal.BatchTaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+	}, workflows.BatchWorkflowName, in)
+	if err != nil {
+		return fmt.Errorf("start batch run: %w", err)
+	}
+	fmt.Fprintf(app.Out, "batch run %s started: window [%s, %s)%s\n", run.GetID(), in.WindowStart.Format(time.RFC3339), in.WindowEnd.Format(time.RFC3339), map[bool]string{true: ", test mode"}[in.TestMode])
+	fmt.Fprintf(app.Out, "Temporal UI: %s\n", runURL(app, run.GetID(), run.GetRunID()))
+	if !*wait {
+		return nil
+	}
+	res, err := watchBatch(ctx, app, tc, run)
+	if err != nil {
+		return err
+	}
+	printBatchSummary(app, res)
+	if res.Status != "succeeded" {
+		return fmt.Errorf("run ended %s", res.Status)
+	}
+	return nil
+}
+
+// watchBatch prints the progress query whenever it changes until the run
+// ends, then returns its result.
+func watchBatch(ctx context.Context, app *App, tc client.Client, run client.WorkflowRun) (*workflows.BatchResult, error) {
+	done := make(chan error, 1)
+	var res workflows.BatchResult
+	go func() { done <- run.Get(ctx, &res) }()
+	tick := time.NewTicker(time.Second)
+	defer tick.Stop()
+	last := ""
+	for {
+		select {
+		case err := <-done:
+			if err != nil {
+				return nil, fmt.Errorf("batch run %s: %w", run.GetID(), err)
+			}
+			return &res, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-tick.C:
+			p, err := queryProgress(ctx, tc, run.GetID(), run.GetRunID())
+			if err != nil {
+				continue // the first workflow task may not have run yet
+			}
+			line := progressLine(p)
+			if line != last {
+				fmt.Fprintln(app.Out, line)
+				last = line
+			}
+			if p.Phase == workflows.PhaseLoadFailed {
+				fmt.Fprintf(app.Out, "  Load failed and the run is parked. Fix the cause, then:\n    starter batch retry-load %s\n  or give up with:\n    starter batch abandon %s\n", run.GetID(), run.GetID())
+			}
+		}
+	}
+}
+
+func queryProgress(ctx context.Context, tc client.Client, id, runID string) (workflows.Progress, error) {
+	var p workflows.Progress
+	v, err := tc.QueryWorkflow(ctx, id, runID, workflows.QueryProgress)
+	if err != nil {
+		return p, err
+	}
+	return p, v.Get(&p)
+}
+
+func progressLine(p workflows.Progress) string {
+	s := fmt.Sprintf("  %-11s", p.Phase)
+	if p.ChunksTotal > 0 {
+		s += fmt.Sprintf(" %d/%d", p.ChunksDone, p.ChunksTotal)
+	}
+	if p.Rows > 0 {
+		s += fmt.Sprintf("  %d rows", p.Rows)
+	}
+	if p.LoadError != "" {
+		s += "  error: " + p.LoadError
+	}
+	return s
+}
+
+func printBatchSummary(app *App, r *workflows.BatchResult) {
+	tw := tabwriter.NewWriter(app.Out, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nstatus\t"+r.Status)
+	fmt.Fprintf(tw, "window\t[%s, %s)\n", r.Window.Start.Format(time.RFC3339), r.Window.End.Format(time.RFC3339))
+	fmt.Fprintf(tw, "devices\t%d\n", r.Devices)
+	fmt.Fprintf(tw, "readings extracted\t%d (window + lookback)\n", r.Extracted)
+	fmt.Fprintf(tw, "rejected\t%d\n", r.Rejects)
+	fmt.Fprintf(tw, "fact rows in window\t%d\n", r.RowsLoaded)
+	fmt.Fprintf(tw, "anomalies\t%d\n", r.Anomalies)
+	fmt.Fprintf(tw, "hourly buckets\t%d\n", r.HourlyRows)
+	fmt.Fprintf(tw, "mean quality (DQ)\t%.4f\n", r.DQScore)
+	fmt.Fprintf(tw, "fact checksum\t%s\n", r.FactChecksum)
+	if r.Features.Manifest != "" {
+		fmt.Fprintf(tw, "features\t%d rows (%d positive) in %s\n", r.Features.Rows, r.Features.Positive, r.Features.Dir)
+	}
+	fmt.Fprintf(tw, "load attempts\t%d\n", r.LoadAttempts)
+	phases := make([]string, 0, len(r.PhaseMillis))
+	for p := range r.PhaseMillis {
+		phases = append(phases, p)
+	}
+	sort.Strings(phases)
+	for _, p := range phases {
+		fmt.Fprintf(tw, "time in %s\t%.1fs\n", p, float64(r.PhaseMillis[p])/1000)
+	}
+	tw.Flush()
+	if len(r.Detection) > 0 {
+		fmt.Fprintln(app.Out, "\nanomaly detection against the seeded ground truth:")
+		tw = tabwriter.NewWriter(app.Out, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "  kind\tTP\tFP\tFN\tprecision\trecall")
+		kinds := make([]string, 0, len(r.Detection))
+		for k := range r.Detection {
+			kinds = append(kinds, k)
+		}
+		sort.Strings(kinds)
+		for _, k := range kinds {
+			d := r.Detection[k]
+			fmt.Fprintf(tw, "  %s\t%d\t%d\t%d\t%.3f\t%.3f\n", k, d.TruePositives, d.FalsePositives, d.FalseNegatives, d.Precision, d.Recall)
+		}
+		tw.Flush()
+	}
+}
+
+// workflowIDArg parses a command that takes one workflow id; reason is set
+// only when withReason.
+func workflowIDArg(app *App, name string, args []string, withReason bool) (id, reason string, err error) {
+	fs := newFlags(app, name, "<workflow-id>")
+	var r *string
+	if withReason {
+		r = fs.String("reason", "", "why the run is abandoned (recorded in dwh.etl_runs)")
+	}
+	if err := parse(fs, args); err != nil {
+		return "", "", err
+	}
+	if fs.NArg() != 1 {
+		return "", "", fmt.Errorf("%w: want exactly one workflow id", errUsage)
+	}
+	if r != nil {
+		reason = *r
+	}
+	return fs.Arg(0), reason, nil
+}
+
+func runBatchStatus(ctx context.Context, app *App, args []string) error {
+	id, _, err := workflowIDArg(app, "batch status", args, false)
+	if err != nil {
+		return err
+	}
+	tc, err := app.Temporal(ctx)
+	if err != nil {
+		return err
+	}
+	desc, err := tc.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return err
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	fmt.Fprintf(app.Out, "workflow %s run %s: %s\n", id, info.GetExecution().GetRunId(), info.GetStatus())
+	fmt.Fprintf(app.Out, "Temporal UI: %s\n", runURL(app, id, info.GetExecution().GetRunId()))
+	p, err := queryProgress(ctx, tc, id, "")
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(app.Out, "window [%s, %s)\n%s\n", p.Window.Start.Format(time.RFC3339), p.Window.End.Format(time.RFC3339), progressLine(p))
+	return nil
+}
+
+func runBatchRetryLoad(ctx context.Context, app *App, args []string) error {
+	id, _, err := workflowIDArg(app, "batch retry-load", args, false)
+	if err != nil {
+		return err
+	}
+	return signalParked(ctx, app, id, workflows.SignalRetryLoad, nil)
+}
+
+func runBatchAbandon(ctx context.Context, app *App, args []string) error {
+	id, reason, err := workflowIDArg(app, "batch abandon", args, true)
+	if err != nil {
+		return err
+	}
+	return signalParked(ctx, app, id, workflows.SignalAbandon, reason)
+}
+
+// signalParked signals a run, refusing when it is not parked: a retry-load
+// sent early would otherwise wait in the channel and retry a future failure
+// without anyone having looked at it.
+func signalParked(ctx context.Context, app *App, id, signal string, arg any) error {
+	tc, err := app.Temporal(ctx)
+	if err != nil {
+		return err
+	}
+	p, err := queryProgress(ctx, tc, id, "")
+	if err != nil {
+		return fmt.Errorf("query %s: %w", id, err)
+	}
+	if p.Phase != workflows.PhaseLoadFailed {
+		return errors.New("run " + id + " is in phase " + p.Phase + ", not load_failed: nothing to " + signal)
+	}
+	if err := tc.SignalWorkflow(ctx, id, "", signal, arg); err != nil {
+		return err
+	}
+	fmt.Fprintf(app.Out, "sent %s to %s (load failed with: %s)\n", signal, id, p.LoadError)
+	return nil
+}
