@@ -145,14 +145,23 @@ func NewDeviceSet(ids []string) *DeviceSet {
 	return s
 }
 
-// Lookup implements DeviceLookup without allocating.
+// Lookup implements DeviceLookup without allocating. A nil set knows no
+// device.
 func (s *DeviceSet) Lookup(id []byte) (string, bool) {
+	if s == nil {
+		return "", false
+	}
 	canonical, ok := s.ids[string(id)]
 	return canonical, ok
 }
 
 // Len is the number of ids in the set.
-func (s *DeviceSet) Len() int { return len(s.ids) }
+func (s *DeviceSet) Len() int {
+	if s == nil {
+		return 0
+	}
+	return len(s.ids)
+}
 
 // Encode appends the JSON message for r with sequence number seq to dst and
 // returns the extended slice. It does not allocate when dst has room.
