@@ -325,7 +325,7 @@ func TestMeanStdDevAgreeWithFloats(t *testing.T) {
 			ss += (v - mean) * (v - mean)
 		}
 		std := math.Sqrt(ss / float64(len(values)-1))
-		if !close(a.Mean(), mean) || !close(a.StdDev(), std) {
+		if !near(a.Mean(), mean) || !near(a.StdDev(), std) {
 			t.Fatalf("trial %d: mean %v std %v, floats say %v and %v", trial, a.Mean(), a.StdDev(), mean, std)
 		}
 	}
@@ -352,7 +352,7 @@ func TestMeanStdDevAgreeWithFloats(t *testing.T) {
 	}
 }
 
-func close(got, want float64) bool {
+func near(got, want float64) bool {
 	return math.Abs(got-want) <= 1e-9*max(1, math.Abs(want))
 }
 
