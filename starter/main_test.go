@@ -17,20 +17,7 @@ import (
 func TestMain(m *testing.M) { testenv.Main(m) }
 
 // envOf renders a configuration as the environment that produces it.
-func envOf(c *config.Config) map[string]string {
-	return map[string]string{
-		"MYSQL_HOST": c.MySQL.Host, "MYSQL_PORT": strconv.Itoa(c.MySQL.Port), "MYSQL_USER": c.MySQL.User,
-		"MYSQL_PASSWORD": c.MySQL.Password.Reveal(), "MYSQL_DATABASE": c.MySQL.Database,
-		"POSTGRES_HOST": c.Postgres.Host, "POSTGRES_PORT": strconv.Itoa(c.Postgres.Port), "POSTGRES_USER": c.Postgres.User,
-		"POSTGRES_PASSWORD": c.Postgres.Password.Reveal(), "POSTGRES_DATABASE": c.Postgres.Database,
-		"TIMESCALE_HOST": c.Timescale.Host, "TIMESCALE_PORT": strconv.Itoa(c.Timescale.Port), "TIMESCALE_USER": c.Timescale.User,
-		"TIMESCALE_PASSWORD": c.Timescale.Password.Reveal(), "TIMESCALE_DATABASE": c.Timescale.Database,
-		"KAFKA_BOOTSTRAP_SERVERS": strings.Join(c.Kafka.BootstrapServers, ","), "KAFKA_TOPIC": c.Kafka.Topic,
-		"TEMPORAL_ADDRESS": c.Temporal.Address, "TEMPORAL_NAMESPACE": c.Temporal.Namespace,
-		"TEMPORAL_BATCH_TASK_QUEUE": c.Temporal.BatchTaskQueue, "TEMPORAL_STREAM_TASK_QUEUE": c.Temporal.StreamTaskQueue,
-		"EXPORT_DIR": c.ExportDir,
-	}
-}
+func envOf(c *config.Config) map[string]string { return testenv.EnvMap(c) }
 
 // testStack is a full configuration on throwaway databases, the shared
 // Temporal dev server and an in-process Kafka cluster.

@@ -40,6 +40,7 @@ const (
 	DefaultChunk           = 6 * time.Hour
 	DefaultLookback        = time.Hour
 	DefaultLoadMaxAttempts = 3
+	DefaultHeartbeat       = 30 * time.Second
 	TestModeMaxDevices     = 10
 	TestModeWindow         = time.Hour
 )
@@ -63,6 +64,9 @@ type BatchInput struct {
 	Lookback        time.Duration `json:"lookback,omitempty"` // history before the window for rolling stats; <0 means none
 	CSV             bool          `json:"csv,omitempty"`      // also write features.csv
 	LoadMaxAttempts int32         `json:"load_max_attempts,omitempty"`
+	// HeartbeatTimeout is how long a silent activity (a dead worker) is
+	// given before Temporal retries it elsewhere.
+	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 }
 
 // Progress is what the progress query returns.
@@ -191,6 +195,9 @@ func (in BatchInput) withDefaults() BatchInput {
 	if in.LoadMaxAttempts <= 0 {
 		in.LoadMaxAttempts = DefaultLoadMaxAttempts
 	}
+	if in.HeartbeatTimeout <= 0 {
+		in.HeartbeatTimeout = DefaultHeartbeat
+	}
 	if in.TestMode && in.Shards > 2 {
 		in.Shards = 2
 	}
@@ -267,7 +274,7 @@ func (r *batchRun) extract(ctx workflow.Context) error {
 	locationsFuture := workflow.ExecuteActivity(shortActivity(ctx), a.ExtractLocations, activities.ExtractLocationsInput{Run: r.ref})
 	readingFutures := make([]workflow.Future, len(chunks))
 	for i, c := range chunks {
-		readingFutures[i] = workflow.ExecuteActivity(longActivity(ctx), a.ExtractReadings, activities.ExtractReadingsInput{Run: r.ref, Chunk: c, DeviceFilter: filter})
+		readingFutures[i] = workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.ExtractReadings, activities.ExtractReadingsInput{Run: r.ref, Chunk: c, DeviceFilter: filter})
 	}
 	var errs []error
 	if !r.in.TestMode {
@@ -308,7 +315,7 @@ func (r *batchRun) transform(ctx workflow.Context) error {
 	r.enter(ctx, PhaseTransform, r.in.Shards)
 	futures := make([]workflow.Future, r.in.Shards)
 	for shard := range futures {
-		futures[shard] = workflow.ExecuteActivity(longActivity(ctx), a.Transform, activities.TransformInput{
+		futures[shard] = workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.Transform, activities.TransformInput{
 			Run: r.ref, Shard: shard, Window: r.window, Lookback: r.in.Lookback,
 		})
 	}
@@ -370,7 +377,7 @@ func (r *batchRun) loadUntilDone(ctx workflow.Context) (abandoned bool, err erro
 // continuous aggregate.
 func (r *batchRun) load(ctx workflow.Context) error {
 	var a *activities.Batch
-	lctx := loadActivity(ctx, r.in.LoadMaxAttempts)
+	lctx := loadActivity(ctx, r.in.LoadMaxAttempts, r.in.HeartbeatTimeout)
 	r.enter(ctx, PhaseLoad, r.in.Shards+2)
 	if err := workflow.ExecuteActivity(lctx, a.LoadDimensions, activities.LoadDimensionsInput{Run: r.ref}).Get(ctx, nil); err != nil {
 		return fmt.Errorf("load dimensions: %w", err)
@@ -411,7 +418,7 @@ func (r *batchRun) export(ctx workflow.Context) error {
 	var a *activities.Batch
 	r.enter(ctx, PhaseExport, 1)
 	var res activities.ExportFeaturesResult
-	if err := workflow.ExecuteActivity(longActivity(ctx), a.ExportFeatures, activities.ExportFeaturesInput{Run: r.ref, Window: r.window, CSV: r.in.CSV}).Get(ctx, &res); err != nil {
+	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.ExportFeatures, activities.ExportFeaturesInput{Run: r.ref, Window: r.window, CSV: r.in.CSV}).Get(ctx, &res); err != nil {
 		return fmt.Errorf("export features: %w", err)
 	}
 	r.progress.ChunksDone, r.progress.Rows = 1, res.Rows

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -155,6 +156,7 @@ func TestExplicitWindowAndFanOut(t *testing.T) {
 		{ID: 1, From: day("2026-11-20T11:00:00Z"), To: day("2026-11-20T23:00:00Z")},
 		{ID: 2, From: day("2026-11-20T23:00:00Z"), To: nov21},
 	}
+	sort.Slice(chunks, func(i, j int) bool { return chunks[i].ID < chunks[j].ID })
 	if diff := cmp.Diff(wantChunks, chunks); diff != "" {
 		t.Errorf("chunks (-want +got):\n%s", diff)
 	}

@@ -33,20 +33,20 @@ func shortActivity(ctx workflow.Context) workflow.Context {
 // longActivity is for chunked work that heartbeats and resumes: readings
 // extract, transform, feature export. A worker that dies is noticed within
 // the heartbeat timeout, and the retry continues from the last heartbeat.
-func longActivity(ctx workflow.Context) workflow.Context {
+func longActivity(ctx workflow.Context, heartbeat time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Hour,
-		HeartbeatTimeout:    30 * time.Second,
+		HeartbeatTimeout:    heartbeat,
 		RetryPolicy:         retry(10, time.Second, time.Minute),
 	})
 }
 
 // loadActivity is for Load. Its retry policy is bounded: when it is
 // exhausted the workflow parks in load_failed and waits for an operator.
-func loadActivity(ctx workflow.Context, maxAttempts int32) workflow.Context {
+func loadActivity(ctx workflow.Context, maxAttempts int32, heartbeat time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Hour,
-		HeartbeatTimeout:    30 * time.Second,
+		HeartbeatTimeout:    heartbeat,
 		RetryPolicy:         retry(maxAttempts, time.Second, 30*time.Second),
 	})
 }

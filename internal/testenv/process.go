@@ -1,0 +1,172 @@
+package testenv
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/iot-etl/iot-etl/internal/config"
+)
+
+var (
+	buildMu   sync.Mutex
+	buildDir  string
+	buildDone = map[string]string{}
+)
+
+// Build compiles the main package pkg (such as "./worker", relative to the
+// module root) once per test binary and returns the executable's path.
+func Build(t testing.TB, pkg string) string {
+	t.Helper()
+	buildMu.Lock()
+	defer buildMu.Unlock()
+	if p, ok := buildDone[pkg]; ok {
+		return p
+	}
+	if buildDir == "" {
+		d, err := os.MkdirTemp("", "iotetl-bin-*")
+		if err != nil {
+			t.Fatal(err)
+		}
+		buildDir = d
+	}
+	out := filepath.Join(buildDir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = moduleRoot()
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	buildDone[pkg] = out
+	return out
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// EnvMap renders a configuration as the environment variables that produce
+// it.
+func EnvMap(c *config.Config) map[string]string {
+	return map[string]string{
+		"MYSQL_HOST": c.MySQL.Host, "MYSQL_PORT": strconv.Itoa(c.MySQL.Port), "MYSQL_USER": c.MySQL.User,
+		"MYSQL_PASSWORD": c.MySQL.Password.Reveal(), "MYSQL_DATABASE": c.MySQL.Database,
+		"POSTGRES_HOST": c.Postgres.Host, "POSTGRES_PORT": strconv.Itoa(c.Postgres.Port), "POSTGRES_USER": c.Postgres.User,
+		"POSTGRES_PASSWORD": c.Postgres.Password.Reveal(), "POSTGRES_DATABASE": c.Postgres.Database,
+		"TIMESCALE_HOST": c.Timescale.Host, "TIMESCALE_PORT": strconv.Itoa(c.Timescale.Port), "TIMESCALE_USER": c.Timescale.User,
+		"TIMESCALE_PASSWORD": c.Timescale.Password.Reveal(), "TIMESCALE_DATABASE": c.Timescale.Database,
+		"KAFKA_BOOTSTRAP_SERVERS": strings.Join(c.Kafka.BootstrapServers, ","), "KAFKA_TOPIC": c.Kafka.Topic,
+		"KAFKA_PARTITIONS": strconv.Itoa(c.Kafka.Partitions),
+		"TEMPORAL_ADDRESS": c.Temporal.Address, "TEMPORAL_NAMESPACE": c.Temporal.Namespace,
+		"TEMPORAL_BATCH_TASK_QUEUE": c.Temporal.BatchTaskQueue, "TEMPORAL_STREAM_TASK_QUEUE": c.Temporal.StreamTaskQueue,
+		"TEMPORAL_UI_URL":          c.Temporal.UIURL,
+		"STREAM_ALLOWED_LATENESS":  c.Stream.AllowedLateness.String(),
+		"STREAM_MAX_BATCH_RECORDS": strconv.Itoa(c.Stream.MaxBatchRecords),
+		"STREAM_MAX_BATCH_WAIT":    c.Stream.MaxBatchWait.String(),
+		"STREAM_LEASES":            strconv.Itoa(c.Stream.Leases),
+		"STREAM_LEASE_DURATION":    c.Stream.LeaseDuration.String(),
+		"EXPORT_DIR":               c.ExportDir,
+		"LOG_LEVEL":                c.LogLevel,
+		"LOG_FORMAT":               c.LogFormat,
+	}
+}
+
+// Process is a subprocess of a test (a worker, the starter): its output
+// goes to a file that is printed when the test fails.
+type Process struct {
+	t    testing.TB
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{}
+	err  error
+}
+
+// Start runs bin with args and the environment env (on top of PATH and HOME
+// only, so nothing of the developer's shell leaks in).
+func Start(t testing.TB, name, bin string, env map[string]string, args ...string) *Process {
+	t.Helper()
+	logf, err := os.CreateTemp(t.TempDir(), name+"-*.log")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}
+	keys := make([]string, 0, len(env))
+	for k := range env {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		cmd.Env = append(cmd.Env, k+"="+env[k])
+	}
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	p := &Process{t: t, cmd: cmd, log: logf.Name(), done: make(chan struct{})}
+	go func() {
+		p.err = cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() {
+		p.Kill()
+		if t.Failed() {
+			t.Logf("--- %s log (%s) ---\n%s", name, p.log, tail(p.log, 60))
+		}
+	})
+	return p
+}
+
+// Kill sends SIGKILL to the process group and waits for it to exit.
+func (p *Process) Kill() {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits up to timeout for a clean exit; it returns
+// the exit error (nil for status 0).
+func (p *Process) Stop(timeout time.Duration) error {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return p.err
+	case <-time.After(timeout):
+		p.Kill()
+		return fmt.Errorf("did not stop within %s", timeout)
+	}
+}
+
+// Log returns what the process has written so far.
+func (p *Process) Log() string {
+	b, _ := os.ReadFile(p.log)
+	return string(b)
+}
+
+func tail(path string, lines int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	all := bytes.Split(bytes.TrimRight(b, "\n"), []byte("\n"))
+	if len(all) > lines {
+		all = all[len(all)-lines:]
+	}
+	return string(bytes.Join(all, []byte("\n")))
+}
