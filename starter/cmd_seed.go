@@ -100,7 +100,8 @@ func printSeedSummary(w io.Writer, s store.SeedSummary) {
 		fmt.Fprintf(tw, " %s %d", k, s.Anomalies[k])
 	}
 	fmt.Fprintln(tw)
-	fmt.Fprintf(tw, "elapsed\t%s (readings loaded in %s, %.0f readings/s)\n", s.Elapsed.Round(time.Millisecond), s.LoadElapsed.Round(time.Millisecond), s.ReadingsPerSecond())
+	fmt.Fprintf(tw, "elapsed\t%s; readings loaded in %s (copy %s, indexes %s): %.0f readings/s\n", s.Elapsed.Round(time.Millisecond),
+		s.LoadElapsed.Round(time.Millisecond), s.CopyElapsed.Round(time.Millisecond), s.IndexElapsed.Round(time.Millisecond), s.ReadingsPerSecond())
 	fmt.Fprintf(tw, "checksum\t%s over %d readings\n", s.Checksum, s.ChecksumCount)
 	tw.Flush()
 }

@@ -51,7 +51,9 @@ type SeedSummary struct {
 	Checksum      string // ReadingsChecksum over [From, To)
 	ChecksumCount int64
 	Elapsed       time.Duration // the whole seed
-	LoadElapsed   time.Duration // generating and copying the readings
+	LoadElapsed   time.Duration // LoadReadings: truncate, copy, rebuild indexes, commit, analyze
+	CopyElapsed   time.Duration // of which generating and copying
+	IndexElapsed  time.Duration // of which rebuilding indexes
 }
 
 // ReadingsPerSecond is the rate readings were generated and copied at.
@@ -122,7 +124,8 @@ func Seed(ctx context.Context, my *sql.DB, locations, timescale *pgxpool.Pool, o
 		Seed: opts.Seed, Devices: len(fleet.Devices), Locations: len(fleet.Locations),
 		From: from, To: to, Interval: gen.Interval(),
 		Slots: load.Slots, Readings: load.Readings, Missing: load.Slots - load.Readings, Dropouts: load.Dropouts,
-		Anomalies: load.Anomalies, AnomalyRows: load.AnomalyRows, LoadElapsed: loadElapsed,
+		Anomalies: load.Anomalies, AnomalyRows: load.AnomalyRows,
+		LoadElapsed: loadElapsed, CopyElapsed: load.CopyElapsed, IndexElapsed: load.IndexElapsed,
 	}
 	if sum.ChecksumCount, sum.Checksum, err = ReadingsChecksum(ctx, timescale, from, to); err != nil {
 		return SeedSummary{}, err
@@ -230,6 +233,9 @@ type LoadStats struct {
 	Dropouts    int64
 	Anomalies   map[simulate.Kind]int64
 	AnomalyRows int64
+	// CopyElapsed is generating and copying the readings and ground truth;
+	// IndexElapsed rebuilding the indexes of sensor_readings.
+	CopyElapsed, IndexElapsed time.Duration
 }
 
 // LoadReadings replaces the contents of sensor_readings and
@@ -254,6 +260,7 @@ func LoadReadings(ctx context.Context, pool *pgxpool.Pool, gen *simulate.Generat
 		return LoadStats{}, fmt.Errorf("load readings: %w", err)
 	}
 	src := &readingSource{}
+	var copyElapsed, indexElapsed time.Duration
 	err = pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
 		if _, err := tx.Exec(ctx, "SET LOCAL maintenance_work_mem = '512MB'"); err != nil {
 			return err
@@ -267,6 +274,7 @@ func LoadReadings(ctx context.Context, pool *pgxpool.Pool, gen *simulate.Generat
 				return err
 			}
 		}
+		copyStart := time.Now()
 		g, gctx := errgroup.WithContext(ctx)
 		src.ctx = gctx
 		src.days = generateInOrder(gctx, g, gen, sorted, simulate.Days(from, to), workers)
@@ -291,6 +299,8 @@ func LoadReadings(ctx context.Context, pool *pgxpool.Pool, gen *simulate.Generat
 			})); err != nil {
 			return fmt.Errorf("copy ground truth: %w", err)
 		}
+		copyElapsed = time.Since(copyStart)
+		defer func() { indexElapsed = time.Since(copyStart) - copyElapsed }()
 		for _, stmt := range rebuild {
 			if _, err := tx.Exec(ctx, stmt); err != nil {
 				return fmt.Errorf("rebuild index: %s: %w", stmt, err)
@@ -305,7 +315,8 @@ func LoadReadings(ctx context.Context, pool *pgxpool.Pool, gen *simulate.Generat
 		return LoadStats{}, fmt.Errorf("load readings: analyze: %w", err)
 	}
 	st := LoadStats{Slots: src.slots, Readings: src.readings, Dropouts: src.dropouts,
-		Anomalies: map[simulate.Kind]int64{}, AnomalyRows: int64(len(src.anomalies))}
+		Anomalies: map[simulate.Kind]int64{}, AnomalyRows: int64(len(src.anomalies)),
+		CopyElapsed: copyElapsed, IndexElapsed: indexElapsed}
 	for _, a := range src.anomalies {
 		st.Anomalies[a.Kind]++
 	}
