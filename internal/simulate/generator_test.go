@@ -162,8 +162,11 @@ func checkDeviceDay(t *testing.T, g *Generator, typ reading.DeviceType, d Device
 			t.Fatalf("%s: reading at %s is off the slot grid or out of order", d.DeviceID, r.Time)
 		}
 		bySlot[s] = r
-		if r.Battery < 5 || r.Battery > 100 || r.RSSI < -90 || r.RSSI > -40 {
+		if r.Battery < 5 || r.Battery > 100 || r.RSSI < -90 || r.RSSI > -40 || math.Round(r.Battery*100)/100 != r.Battery {
 			t.Errorf("%s %s: battery %v, rssi %d", d.DeviceID, r.Time, r.Battery, r.RSSI)
+		}
+		if r.ValueValid && math.Round(r.Value*1000)/1000 != r.Value {
+			t.Errorf("%s %s: value %v is not rounded to 0.001", d.DeviceID, r.Time, r.Value)
 		}
 	}
 
@@ -238,10 +241,27 @@ func checkDeviceDay(t *testing.T, g *Generator, typ reading.DeviceType, d Device
 			if hours < 6*time.Hour-iv || hours > 18*time.Hour || a.Magnitude == 0 {
 				t.Errorf("%s: drift at %s lasts %s with peak %v", d.DeviceID, a.Start, hours, a.Magnitude)
 			}
+			m := g.model(reading.Device{ID: d.DeviceID})
+			if peak := math.Abs(a.Magnitude); peak < 5*m.sigma-0.001 || peak > 15*m.sigma+0.001 {
+				t.Errorf("%s: drift at %s: peak %v, want 5..15 x noise %v", d.DeviceID, a.Start, a.Magnitude, m.sigma)
+			}
+			// Over the last quarter of the drift the readings sit, on
+			// average, 7/8 of the peak away from the noise-free signal.
+			var residual float64
+			quarter := (e - s + 1) / 4
 			for k := s; k <= e; k++ {
-				if bySlot[k] == nil || !bySlot[k].ValueValid {
+				r := bySlot[k]
+				if r == nil || !r.ValueValid {
 					t.Errorf("%s: drift at %s: slot %d has no value", d.DeviceID, a.Start, k)
+					continue
 				}
+				if k > e-quarter {
+					residual += r.Value - m.signal(r.Time, m.env.utcOffset(r.Time))
+				}
+			}
+			mean := residual / float64(quarter)
+			if tolerance := 4*m.sigma/math.Sqrt(float64(quarter)) + 0.002; math.Abs(mean-0.875*a.Magnitude) > tolerance {
+				t.Errorf("%s: drift at %s: mean residual over its last quarter %v, want 7/8 of peak %v ± %v", d.DeviceID, a.Start, mean, a.Magnitude, tolerance)
 			}
 		case Gap:
 			length := e - s + 1
@@ -304,6 +324,65 @@ func checkDeviceDay(t *testing.T, g *Generator, typ reading.DeviceType, d Device
 	if missing != d.Dropouts {
 		t.Errorf("%s: %d missing slots outside gaps, want dropouts %d", d.DeviceID, missing, d.Dropouts)
 	}
+}
+
+func TestSignalModel(t *testing.T) {
+	t.Parallel()
+	// Qualitative properties of the environment, per location, over a
+	// weekday (Wednesday) and a Sunday, in the location's own time zone.
+	g, f := mustGenerator(t, 42, 40, DefaultOptions())
+	wednesday, sunday := time.Date(2026, 6, 10, 0, 0, 0, 0, time.UTC), time.Date(2026, 6, 14, 0, 0, 0, 0, time.UTC)
+	for _, loc := range f.Locations {
+		at := func(code string) *model {
+			return g.model(reading.Device{ID: code + "-" + loc.ID, TypeCode: code, LocationID: loc.ID})
+		}
+		temp, hum, co2, pwr, vib := at("TEMP"), at("HUM"), at("CO2"), at("PWR"), at("VIB")
+		tz, _ := time.LoadLocation(loc.Timezone)
+		mean := func(m *model, day time.Time, fromHour, toHour int) float64 {
+			var sum float64
+			n := 0
+			local := time.Date(day.Year(), day.Month(), day.Day(), 0, 0, 0, 0, tz)
+			for tm := local.Add(time.Duration(fromHour) * time.Hour); tm.Before(local.Add(time.Duration(toHour) * time.Hour)); tm = tm.Add(5 * time.Minute) {
+				sum += m.signal(tm, m.env.utcOffset(tm))
+				n++
+			}
+			return sum / float64(n)
+		}
+		for _, m := range []*model{co2, pwr, vib, temp} {
+			work, night, sun := mean(m, wednesday, 10, 16), mean(m, wednesday, 0, 5), mean(m, sunday, 10, 16)
+			if !(work > night && work > sun) {
+				t.Errorf("%s %s: working hours %v, night %v, Sunday %v: want working hours highest", loc.ID, m.typ.Code, work, night, sun)
+			}
+		}
+		// Humidity falls when the temperature rises.
+		var tv, hv []float64
+		for tm := wednesday; tm.Before(wednesday.Add(48 * time.Hour)); tm = tm.Add(10 * time.Minute) {
+			tv = append(tv, temp.signal(tm, temp.env.utcOffset(tm)))
+			hv = append(hv, hum.signal(tm, hum.env.utcOffset(tm)))
+		}
+		if c := correlation(tv, hv); c > -0.3 {
+			t.Errorf("%s: temperature-humidity correlation %.2f, want clearly negative", loc.ID, c)
+		}
+	}
+}
+
+func correlation(x, y []float64) float64 {
+	mx, my := average(x), average(y)
+	var sxy, sxx, syy float64
+	for i := range x {
+		sxy += (x[i] - mx) * (y[i] - my)
+		sxx += (x[i] - mx) * (x[i] - mx)
+		syy += (y[i] - my) * (y[i] - my)
+	}
+	return sxy / math.Sqrt(sxx*syy)
+}
+
+func average(xs []float64) float64 {
+	var s float64
+	for _, x := range xs {
+		s += x
+	}
+	return s / float64(len(xs))
 }
 
 func inEventAt(inEvent []bool, s int) bool { return s >= 0 && s < len(inEvent) && inEvent[s] }
