@@ -36,9 +36,9 @@ type Anomaly struct {
 }
 
 // Rates are the expected numbers of events per device per UTC day, drawn
-// from a Poisson distribution, plus the probability that any one slot is
-// dropped. Dropouts are isolated single missing readings, within three
-// intervals of the next reading, and are not ground truth.
+// from a Poisson distribution, plus the expected fraction of slots dropped.
+// Dropouts are isolated single missing readings, so the next reading is
+// never more than two intervals away; they are not ground truth.
 //
 // An event that finds no room in its day under the placement rules is not
 // injected, so very high rates saturate (about 9 single-reading events per

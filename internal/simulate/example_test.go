@@ -38,8 +38,8 @@ func ExampleGenerator_Day() {
 		fmt.Printf("%s %s..%s magnitude %g\n", a.Kind, a.Start.Format("15:04"), a.End.Format("15:04"), a.Magnitude)
 	}
 	// Output:
-	// TEMP-001: 1440 slots, 1438 readings, 2 missing
-	// 2026-03-28T00:00:00Z 19.908 °C battery 81.57% rssi -65 dBm
+	// TEMP-001: 1440 slots, 1435 readings, 5 missing
+	// 2026-03-28T00:00:00Z 19.908 °C battery 81.57% rssi -66 dBm
 	// spike 03:46..03:46 magnitude -6.341
 	// spike 07:45..07:45 magnitude 8.157
 	// spike 09:47..09:47 magnitude -8.139

@@ -203,8 +203,9 @@ func (g *Generator) Day(dev reading.Device, day time.Time) DeviceDay {
 		}
 	}
 
-	// 3. Dropouts: isolated, never at the day's edges, never in an event or
-	// in the clean hour before one.
+	// 3. Dropouts: Rates.Dropout of the day's slots on average, isolated,
+	// never at the day's edges, never in an event or in the clean hour
+	// before one.
 	protected := make([]bool, n)
 	protected[0], protected[n-1] = true, true
 	for _, ev := range events {
@@ -213,11 +214,15 @@ func (g *Generator) Day(dev reading.Device, day time.Time) DeviceDay {
 		}
 	}
 	dropouts := 0
-	for i := range marks {
-		u := rng.Float64()
-		if u < g.rates.Dropout && !protected[i] && marks[i-1] != slotDropout {
-			marks[i] = slotDropout
-			dropouts++
+	for range poisson(rng, g.rates.Dropout*float64(n)) {
+		// A few tries: about three quarters of the slots are eligible.
+		for range 16 {
+			i := 1 + rng.IntN(n-2)
+			if !protected[i] && marks[i] == slotNormal && marks[i-1] != slotDropout && marks[i+1] != slotDropout {
+				marks[i] = slotDropout
+				dropouts++
+				break
+			}
 		}
 	}
 
@@ -318,11 +323,14 @@ func truncatedNormal(rng *rand.Rand) float64 {
 	return math.Max(-4, math.Min(4, rng.NormFloat64()))
 }
 
-// poisson draws from a Poisson distribution of mean lambda (Knuth's method;
-// lambda is small).
+// poisson draws from a Poisson distribution of mean lambda: Knuth's
+// method for small means, a rounded normal approximation for large ones.
 func poisson(rng *rand.Rand, lambda float64) int {
-	if lambda <= 0 {
+	switch {
+	case lambda <= 0:
 		return 0
+	case lambda > 30:
+		return max(0, int(math.Round(lambda+math.Sqrt(lambda)*rng.NormFloat64())))
 	}
 	limit, k, p := math.Exp(-lambda), 0, 1.0
 	for {
