@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -348,9 +349,9 @@ func (r *batchRun) loadUntilDone(ctx workflow.Context) (abandoned bool, err erro
 			return false, nil
 		}
 		r.enter(ctx, PhaseLoadFailed, 0)
-		r.progress.LoadError = loadErr.Error()
+		r.progress.LoadError = brief(loadErr)
 		workflow.GetLogger(ctx).Error("load failed; waiting for retry-load or abandon", "error", loadErr)
-		if err := r.mark(ctx, "load_failed", loadErr.Error()); err != nil {
+		if err := r.mark(ctx, "load_failed", r.progress.LoadError); err != nil {
 			return false, err
 		}
 		var reason string
@@ -360,9 +361,9 @@ func (r *batchRun) loadUntilDone(ctx workflow.Context) (abandoned bool, err erro
 		sel.AddReceive(abandonCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &reason) })
 		sel.Select(ctx)
 		if !retry {
-			msg := "abandoned by operator after load failure: " + loadErr.Error()
+			msg := "abandoned by operator after load failure: " + r.progress.LoadError
 			if reason != "" {
-				msg = "abandoned by operator (" + reason + ") after load failure: " + loadErr.Error()
+				msg = "abandoned by operator (" + reason + ") after load failure: " + r.progress.LoadError
 			}
 			if err := r.finish(ctx, PhaseAbandoned, "abandoned", msg); err != nil {
 				return true, err
@@ -465,7 +466,7 @@ func (r *batchRun) fail(ctx workflow.Context, err error) error {
 	if temporal.IsCanceledError(err) {
 		status = "abandoned"
 	}
-	if ferr := r.finish(dctx, PhaseFailed, status, err.Error()); ferr != nil {
+	if ferr := r.finish(dctx, PhaseFailed, status, brief(err)); ferr != nil {
 		workflow.GetLogger(ctx).Error("could not record the failure", "error", ferr)
 	}
 	return err
@@ -478,4 +479,50 @@ func sortedKeys[V any](m map[int]V) []int {
 	}
 	sort.Ints(keys)
 	return keys
+}
+
+// brief renders err for operators: the message of the activity's own error
+// (such as the PostgreSQL error of a load) with the workflow's context, not
+// the whole chain of Temporal wrappers around it.
+func brief(err error) string {
+	var parts []string
+	for _, e := range flatten(err) {
+		var appErr *temporal.ApplicationError
+		var timeoutErr *temporal.TimeoutError
+		switch {
+		case errors.As(e, &appErr):
+			parts = append(parts, prefixOf(e)+appErr.Message())
+		case errors.As(e, &timeoutErr):
+			parts = append(parts, prefixOf(e)+"timed out ("+timeoutErr.TimeoutType().String()+")")
+		default:
+			parts = append(parts, e.Error())
+		}
+	}
+	return strings.Join(parts, "; ")
+}
+
+// flatten splits errors.Join results.
+func flatten(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, flatten(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+// prefixOf returns the context the workflow added in front of an activity
+// error ("load facts shard 3: "), or "".
+func prefixOf(err error) string {
+	var actErr *temporal.ActivityError
+	if !errors.As(err, &actErr) {
+		return ""
+	}
+	msg, inner := err.Error(), actErr.Error()
+	if i := strings.Index(msg, inner); i > 0 {
+		return msg[:i]
+	}
+	return ""
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"sort"
-	"strings"
 	"testing"
 	"time"
 
@@ -211,7 +210,7 @@ func TestLoadFailureParksThenRetryLoad(t *testing.T) {
 	}, time.Hour)
 	env.ExecuteWorkflow(BatchETLWorkflow, BatchInput{WindowStart: nov20, WindowEnd: nov21, Shards: 2})
 	got := result(t, env)
-	if parked.Phase != PhaseLoadFailed || parked.LoadError == "" {
+	if parked.Phase != PhaseLoadFailed || parked.LoadError != "load facts shard 0: check constraint violated" {
 		t.Errorf("progress while parked = %+v, want load_failed with the error", parked)
 	}
 	if got.Status != "succeeded" || got.LoadAttempts != 2 {
@@ -252,8 +251,8 @@ func TestLoadFailureThenAbandon(t *testing.T) {
 	if got.Status != "abandoned" || finished.Status != "abandoned" {
 		t.Errorf("status %q, finish status %q, want abandoned", got.Status, finished.Status)
 	}
-	if want := "abandoned by operator (bad data upstream) after load failure: load facts shard 0:"; !strings.HasPrefix(finished.Error, want) {
-		t.Errorf("finish error = %q, want prefix %q", finished.Error, want)
+	if want := "abandoned by operator (bad data upstream) after load failure: load facts shard 0: staging rows missing"; finished.Error != want {
+		t.Errorf("finish error = %q, want %q", finished.Error, want)
 	}
 	if exported {
 		t.Error("an abandoned run exported features")
