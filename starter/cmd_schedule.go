@@ -95,11 +95,18 @@ func runScheduleDescribe(ctx context.Context, app *App, args []string) error {
 		fmt.Fprintf(app.Out, "  overlap:        %s\n  catch-up:       %s\n", s.Policy.Overlap, s.Policy.CatchupWindow)
 	}
 	if s.State != nil {
-		fmt.Fprintf(app.Out, "  paused:         %v %s\n", s.State.Paused, s.State.Note)
+		note := ""
+		if s.State.Note != "" {
+			note = " (" + s.State.Note + ")"
+		}
+		fmt.Fprintf(app.Out, "  paused:         %v%s\n", s.State.Paused, note)
 	}
 	fmt.Fprintf(app.Out, "  actions taken:  %d (missed catch-up window: %d, skipped by overlap: %d)\n",
 		d.Info.NumActions, d.Info.NumActionsMissedCatchupWindow, d.Info.NumActionsSkippedOverlap)
-	for _, t := range d.Info.NextActionTimes {
+	for i, t := range d.Info.NextActionTimes {
+		if i == 3 {
+			break
+		}
 		fmt.Fprintf(app.Out, "  next run:       %s\n", t.UTC().Format(time.RFC3339))
 	}
 	for _, a := range d.Info.RecentActions {

@@ -54,6 +54,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	queues := fs.String("queues", "batch,stream", "task queues to serve: batch, stream or both")
 	stopTimeout := fs.Duration("stop-timeout", 30*time.Second, "time running activities get to finish on shutdown")
+	maxBatchActivities := fs.Int("batch-activities", 4, "batch activities this worker runs at once")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -92,7 +93,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 	var workers []worker.Worker
 	if serveBatch {
 		w := worker.New(tc, cfg.Temporal.BatchTaskQueue, worker.Options{
-			MaxConcurrentActivityExecutionSize: 4,
+			MaxConcurrentActivityExecutionSize: *maxBatchActivities,
 			WorkerStopTimeout:                  *stopTimeout,
 		})
 		registerBatch(w, d)

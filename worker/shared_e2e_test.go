@@ -1,0 +1,125 @@
+package main
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+
+	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/workflows"
+)
+
+// TestWorkersShareTheBatch runs two worker processes on one task queue: the
+// shards of a run are spread over both, and the warehouse is the same as
+// when one worker does everything.
+func TestWorkersShareTheBatch(t *testing.T) {
+	b := newBatchStack(t, 24)
+	b.worker.Kill()
+	bin := testenv.Build(t, "./worker")
+	w1 := testenv.Start(t, "worker-1", bin, b.env, "-queues", "batch", "-batch-activities", "2")
+	w2 := testenv.Start(t, "worker-2", bin, b.env, "-queues", "batch", "-batch-activities", "2")
+
+	run := b.start(workflows.BatchInput{Shards: 8})
+	shared := b.wait(run)
+
+	// Which worker ran each activity.
+	ctx := context.Background()
+	iter := b.tc.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	byWorker := map[string]int{}
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a := ev.GetActivityTaskStartedEventAttributes(); a != nil {
+			byWorker[a.GetIdentity()]++
+		}
+	}
+	if len(byWorker) != 2 {
+		t.Errorf("activities ran on %d workers (%v), want 2", len(byWorker), byWorker)
+	}
+
+	// The same window by one worker alone gives the same warehouse.
+	w2.Kill()
+	for _, table := range []string{"dwh.fact_sensor_readings_enriched", "dwh.fact_hourly_agg", "dwh.ml_features"} {
+		if _, err := b.stack.Timescale.Exec(ctx, "TRUNCATE "+table); err != nil {
+			t.Fatal(err)
+		}
+	}
+	alone := b.wait(b.start(workflows.BatchInput{Shards: 8}))
+	if alone.FactChecksum != shared.FactChecksum || alone.RowsLoaded != shared.RowsLoaded || alone.Features.Rows != shared.Features.Rows {
+		t.Errorf("one worker: %s %d rows %d features; two workers: %s %d rows %d features",
+			alone.FactChecksum, alone.RowsLoaded, alone.Features.Rows, shared.FactChecksum, shared.RowsLoaded, shared.Features.Rows)
+	}
+	_ = w1
+}
+
+// TestScheduleLifecycle drives the schedule commands of the starter against
+// the dev server: create, describe, pause and unpause, backfill of a seeded
+// day (which must process that day, derived from the scheduled time), and
+// delete.
+func TestScheduleLifecycle(t *testing.T) {
+	b := newBatchStack(t, 6)
+	starterBin := testenv.Build(t, "./starter")
+	id := "sched-" + b.stack.Config.Temporal.BatchTaskQueue
+	out := runStarter(t, starterBin, b.env, "schedule", "create", "-id", id, "-catchup-window", "1h")
+	if want := "schedule " + id + ` created: "0 2 * * *" UTC, overlap skip, catch-up window 1h0m0s`; !containsLine(out, want) {
+		t.Errorf("create: %q, want %q", out, want)
+	}
+	out = runStarter(t, starterBin, b.env, "schedule", "describe", "-id", id)
+	for _, want := range []string{"overlap:        Skip", "catch-up:       1h0m0s", "paused:         false (nightly batch ETL of the previous UTC day)"} {
+		if !containsLine(out, want) {
+			t.Errorf("describe lacks %q:\n%s", want, out)
+		}
+	}
+	next := time.Now().UTC().Truncate(24 * time.Hour).Add(2 * time.Hour)
+	if next.Before(time.Now()) {
+		next = next.Add(24 * time.Hour)
+	}
+	if !containsLine(out, "next run:       "+next.Format(time.RFC3339)) {
+		t.Errorf("describe does not show the next run at %s:\n%s", next.Format(time.RFC3339), out)
+	}
+	runStarter(t, starterBin, b.env, "schedule", "pause", "-id", id)
+	if out = runStarter(t, starterBin, b.env, "schedule", "describe", "-id", id); !containsLine(out, "paused:         true (paused with starter schedule pause)") {
+		t.Errorf("describe after pause:\n%s", out)
+	}
+	runStarter(t, starterBin, b.env, "schedule", "unpause", "-id", id)
+
+	out = runStarter(t, starterBin, b.env, "schedule", "backfill", "-id", id, "-from", "2026-11-02", "-to", "2026-11-02")
+	if want := "backfill of 1 day(s) 2026-11-02..2026-11-02 requested on " + id + " (schedule times [2026-11-03T00:00:00Z, 2026-11-04T00:00:00Z), buffered one after another)"; !containsLine(out, want) {
+		t.Errorf("backfill: %q", out)
+	}
+	// The backfilled run processes 2026-11-02, the day before its scheduled time.
+	deadline := time.Now().Add(2 * time.Minute)
+	var rows int64
+	for time.Now().Before(deadline) {
+		rows = b.count(`SELECT count(*) FROM dwh.etl_runs WHERE status = 'succeeded' AND window_start = $1 AND window_end = $2`, window.Start, window.End)
+		if rows > 0 {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if rows != 1 {
+		t.Fatalf("backfill: %d succeeded runs of [%s, %s), want 1", rows, window.Start, window.End)
+	}
+	readings := b.count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, window.Start, window.End)
+	if n := b.count(`SELECT rows_loaded FROM dwh.etl_runs WHERE window_start = $1`, window.Start); n != readings {
+		t.Errorf("backfilled run loaded %d rows, want %d", n, readings)
+	}
+	runStarter(t, starterBin, b.env, "schedule", "delete", "-id", id)
+	if _, err := runStarterErr(starterBin, b.env, "schedule", "describe", "-id", id); err == nil {
+		t.Error("describe after delete succeeded")
+	}
+}
+
+func containsLine(out, want string) bool {
+	for _, l := range strings.Split(out, "\n") {
+		if strings.TrimSpace(l) == want {
+			return true
+		}
+	}
+	return false
+}
