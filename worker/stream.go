@@ -1,9 +1,25 @@
 package main
 
-import "go.temporal.io/sdk/worker"
+import (
+	"go.temporal.io/sdk/worker"
+
+	"github.com/iot-etl/iot-etl/activities"
+	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/workflows"
+)
 
 // registerStream registers the stream ETL on w and reports whether there is
-// anything to serve.
+// anything to serve. The leases heartbeat and signal through the worker's
+// own Temporal client (activity.GetClient).
 func registerStream(w worker.Worker, d deps) bool {
-	return false
+	w.RegisterWorkflow(workflows.StreamIngestWorkflow)
+	w.RegisterActivity(&activities.Stream{
+		Timescale: d.timescale,
+		MySQL:     d.mysql,
+		Kafka:     d.cfg.Kafka,
+		Config:    d.cfg.Stream,
+		Params:    transform.DefaultParams(),
+		Log:       d.log,
+	})
+	return true
 }

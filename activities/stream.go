@@ -1,0 +1,143 @@
+package activities
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/kafka"
+	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/transform"
+)
+
+// Stream holds the stream ETL activities and what they need.
+type Stream struct {
+	Timescale *pgxpool.Pool
+	MySQL     *sql.DB
+	Kafka     config.Kafka
+	// Temporal is used for a lease's heartbeats and its lease-progress
+	// signals; nil means the worker's own client (activity.GetClient).
+	Temporal client.Client
+	// Config gives the micro-batch bounds a LeaseInput leaves at zero.
+	Config config.Stream
+	// Params are the transform parameters; zero means the defaults, the
+	// same as the batch transform's.
+	Params transform.Params
+	Log    *slog.Logger
+
+	// RegistryRefresh is the least time between two reloads of the device
+	// registry caused by an unknown device id; 0 means 30s.
+	RegistryRefresh time.Duration
+	// HeartbeatEvery is the lease heartbeat interval; 0 means 1s.
+	HeartbeatEvery time.Duration
+}
+
+// ListPartitions returns the partitions of the topic with their high
+// watermarks and their committed state, for the workflow to deal them out
+// to leases and to seed its status.
+func (s *Stream) ListPartitions(ctx context.Context, in ListPartitionsInput) (ListPartitionsResult, error) {
+	cl, err := kafka.NewClient(s.Kafka, s.Log)
+	if err != nil {
+		return ListPartitionsResult{}, err
+	}
+	defer cl.Close()
+	ids, err := kafka.Partitions(ctx, cl, in.Topic)
+	if err != nil {
+		return ListPartitionsResult{}, err
+	}
+	hwms, err := kafka.HighWatermarks(ctx, cl, in.Topic)
+	if err != nil {
+		return ListPartitionsResult{}, err
+	}
+	committed, err := store.StreamOffsets(ctx, s.Timescale, in.Topic)
+	if err != nil {
+		return ListPartitionsResult{}, classify(err)
+	}
+	out := ListPartitionsResult{Partitions: make([]PartitionProgress, 0, len(ids))}
+	for _, p := range ids {
+		pp := PartitionProgress{Partition: p, HighWatermark: hwms[p]}
+		if o, ok := committed[p]; ok {
+			pp.Consumed, pp.NextOffset, pp.Watermark, pp.Epoch, pp.Counters, pp.At = true, o.NextOffset, o.Watermark, o.Epoch, o.Counters, o.UpdatedAt
+		}
+		pp.Lag = max(pp.HighWatermark-pp.NextOffset, 0)
+		out.Partitions = append(out.Partitions, pp)
+	}
+	return out, nil
+}
+
+// ConsumeLease consumes its partitions exactly once into TimescaleDB until
+// its duration is up, the workflow cancels it, the worker stops or (drain
+// lease) its target offsets are reached; then it commits its open batch and
+// returns. See docs/stream.md for the protocol.
+//
+// Heartbeats go straight to the server every second through the client
+// rather than through activity.RecordHeartbeat, which the SDK throttles to
+// 80% of the heartbeat timeout: a cancellation (pause) reaches an activity
+// only in a heartbeat response, and fetching must stop within 2 seconds.
+func (s *Stream) ConsumeLease(ctx context.Context, in LeaseInput) (LeaseResult, error) {
+	info := activity.GetInfo(ctx)
+	tc := s.Temporal
+	if tc == nil {
+		tc = activity.GetClient(ctx)
+	}
+	log := s.logger().With("workflow_id", info.WorkflowExecution.ID, "activity_id", info.ActivityID, "slot", in.Slot)
+	hooks := leaseHooks{
+		owner: fmt.Sprintf("%s/%s/%s#%d", info.WorkflowExecution.ID, shortID(info.WorkflowExecution.RunID), info.ActivityID, info.Attempt),
+		heartbeat: func(ctx context.Context, hb LeaseHeartbeat) error {
+			return tc.RecordActivityHeartbeat(ctx, info.TaskToken, hb)
+		},
+		progress: func(ctx context.Context, p LeaseProgress) error {
+			return tc.SignalWorkflow(ctx, info.WorkflowExecution.ID, "", SignalLeaseProgress, p)
+		},
+		workerStop: activity.GetWorkerStopChannel(ctx),
+		log:        log,
+	}
+	res, err := s.runLease(ctx, in, hooks)
+	if err != nil {
+		log.Error("stream lease failed", "error", err)
+		if errors.Is(err, store.ErrLeaseFenced) {
+			return res, temporal.NewNonRetryableApplicationError(err.Error(), "LeaseFenced", err)
+		}
+		return res, classify(err)
+	}
+	return res, nil
+}
+
+func (s *Stream) logger() *slog.Logger {
+	if s.Log != nil {
+		return s.Log
+	}
+	return slog.Default()
+}
+
+func shortID(id string) string {
+	if len(id) > 8 {
+		return id[:8]
+	}
+	return id
+}
+
+// leaseStopReason maps a heartbeat error to why the lease must stop, or ""
+// when the error is transient and the lease goes on.
+func leaseStopReason(err error) string {
+	var notFound *serviceerror.NotFound
+	switch {
+	case err == nil:
+		return ""
+	case temporal.IsCanceledError(err):
+		return LeaseEndCancelled
+	case errors.As(err, &notFound):
+		return LeaseEndLost
+	}
+	return ""
+}

@@ -1,0 +1,157 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/iot-etl/iot-etl/internal/reading"
+	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/testenv"
+)
+
+const fenceTopic = "fence-topic"
+
+func sinkCount(t *testing.T, s *testenv.Stack, query string, args ...any) int64 {
+	t.Helper()
+	var n int64
+	if err := s.Timescale.QueryRow(context.Background(), query, args...).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", query, err)
+	}
+	return n
+}
+
+func fenceBatch(epoch, expected int64) *store.StreamBatch {
+	t0 := time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
+	return &store.StreamBatch{
+		Readings: []store.StreamReading{
+			{Partition: 0, Offset: expected, Reading: reading.Reading{DeviceID: "TEMP-001", Time: t0, Value: 21.5, ValueValid: true, Battery: 90, RSSI: -60}},
+			{Partition: 0, Offset: expected + 1, Reading: reading.Reading{DeviceID: "TEMP-001", Time: t0.Add(time.Second), Value: 500, ValueValid: true, Battery: 90, RSSI: -60}, Reasons: []string{"out_of_range"}},
+		},
+		DeadLetters: []store.DeadLetter{{Partition: 0, Offset: expected + 2, Raw: []byte("{"), Reason: "not_json", Error: "unexpected end", RecordTime: t0}},
+		Offsets: []store.OffsetAdvance{{Partition: 0, Epoch: epoch, Expected: expected, Next: expected + 3, Watermark: t0.Add(time.Second),
+			Counters: store.StreamCounters{Records: 3, DeadLetters: 1}}},
+	}
+}
+
+// TestStreamLeaseFencing: a second claim bumps the epoch; the first lease's
+// commit is then rejected with ErrLeaseFenced and writes nothing, while the
+// new lease commits; a commit from a stale offset is fenced too.
+func TestStreamLeaseFencing(t *testing.T) {
+	t.Parallel()
+	s := testenv.Databases(t)
+	ctx := context.Background()
+	first, err := store.OpenStreamSink(ctx, s.Timescale, fenceTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(ctx)
+	second, err := store.OpenStreamSink(ctx, s.Timescale, fenceTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close(ctx)
+
+	a, err := first.Claim(ctx, []int32{0, 1}, "lease-a")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := second.Claim(ctx, []int32{0}, "lease-b")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a[0].Epoch != 1 || a[1].Epoch != 1 || b[0].Epoch != 2 || b[0].NextOffset != 0 || b[0].Owner != "lease-b" {
+		t.Fatalf("claims: a=%+v b=%+v", a, b)
+	}
+
+	_, err = first.Commit(ctx, fenceBatch(a[0].Epoch, 0))
+	if !errors.Is(err, store.ErrLeaseFenced) {
+		t.Fatalf("zombie commit: err = %v, want ErrLeaseFenced", err)
+	}
+	for _, table := range []string{"public.sensor_readings", "public.sensor_readings_stream_agg", "public.stream_dead_letters", "public.stream_anomalies"} {
+		if n := sinkCount(t, s, "SELECT count(*) FROM "+table); n != 0 {
+			t.Errorf("after the fenced commit %s has %d rows, want 0", table, n)
+		}
+	}
+
+	got, err := second.Commit(ctx, fenceBatch(b[0].Epoch, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int32]store.StreamCounters{0: {Records: 3, Inserted: 2, DeadLetters: 1, Anomalies: 1}}
+	if diff := cmp.Diff(want, got); diff != "" {
+		t.Errorf("committed counters (-want +got):\n%s", diff)
+	}
+	// The same lease, but from an offset that is no longer the committed one.
+	if _, err := second.Commit(ctx, fenceBatch(b[0].Epoch, 0)); !errors.Is(err, store.ErrLeaseFenced) {
+		t.Errorf("commit from a stale offset: err = %v, want ErrLeaseFenced", err)
+	}
+	offsets, err := store.StreamOffsets(ctx, s.Timescale, fenceTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p0 := offsets[0]
+	if p0.NextOffset != 3 || p0.Epoch != 2 || p0.Counters != (store.StreamCounters{Records: 3, Inserted: 2, DeadLetters: 1, Anomalies: 1}) ||
+		!p0.Watermark.Equal(time.Date(2026, 11, 28, 14, 0, 1, 0, time.UTC)) {
+		t.Errorf("partition 0 = %+v", p0)
+	}
+	if p1 := offsets[1]; p1.NextOffset != 0 || p1.Epoch != 1 || !p1.Watermark.IsZero() {
+		t.Errorf("partition 1 = %+v", p1)
+	}
+	if n := sinkCount(t, s, `SELECT count(*) FROM public.sensor_readings WHERE source = 'stream'`); n != 2 {
+		t.Errorf("stream readings = %d, want 2", n)
+	}
+}
+
+// TestStreamCommitIsIdempotent: committing the same readings and dead
+// letters again (a redelivery from reset offsets) adds nothing: no rows,
+// no window counts, no anomalies; the readings count as duplicates.
+func TestStreamCommitIsIdempotent(t *testing.T) {
+	t.Parallel()
+	s := testenv.Databases(t)
+	ctx := context.Background()
+	sink, err := store.OpenStreamSink(ctx, s.Timescale, fenceTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close(ctx)
+	c, err := sink.Claim(ctx, []int32{0}, "lease")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sink.Commit(ctx, fenceBatch(c[0].Epoch, 0)); err != nil {
+		t.Fatal(err)
+	}
+	windows := func() string {
+		var s1 string
+		if err := s.Timescale.QueryRow(ctx, `SELECT string_agg(concat_ws(',', device_id, window_start, reading_count, value_count, value_sum, value_sum_sq, value_min, value_max, anomaly_count), ';' ORDER BY device_id, window_start) FROM public.sensor_readings_stream_agg`).Scan(&s1); err != nil {
+			t.Fatal(err)
+		}
+		return s1
+	}
+	before := windows()
+	if want := "TEMP-001,2026-11-28 14:00:00+00,2,2,521.5,250462.25,21.5,500,1"; before != want {
+		t.Errorf("windows = %q, want %q", before, want)
+	}
+	if _, err := s.Timescale.Exec(ctx, `UPDATE public.stream_offsets SET next_offset = 0`); err != nil {
+		t.Fatal(err)
+	}
+	got, err := sink.Commit(ctx, fenceBatch(c[0].Epoch, 0))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(map[int32]store.StreamCounters{0: {Records: 3, Duplicates: 2}}, got); diff != "" {
+		t.Errorf("replayed batch counters (-want +got):\n%s", diff)
+	}
+	if after := windows(); after != before {
+		t.Errorf("windows changed by the replay: %q, was %q", after, before)
+	}
+	for table, want := range map[string]int64{"public.sensor_readings": 2, "public.stream_dead_letters": 1, "public.stream_anomalies": 1} {
+		if n := sinkCount(t, s, "SELECT count(*) FROM "+table); n != want {
+			t.Errorf("%s: %d rows, want %d", table, n, want)
+		}
+	}
+}
