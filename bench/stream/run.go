@@ -1,0 +1,371 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/twmb/franz-go/pkg/kfake"
+
+	"github.com/iot-etl/iot-etl/internal/benchutil"
+	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/reading"
+	"github.com/iot-etl/iot-etl/internal/simulate"
+	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/migrations"
+)
+
+// The targets of the stream ingest (issue: stream ETL).
+const (
+	targetCeilingRatio = 0.5
+	targetNaiveRatio   = 20
+	targetP99          = 500 * time.Millisecond
+)
+
+// Phase is one timed consumer.
+type Phase struct {
+	Messages  int64   `json:"messages"` // Kafka records consumed
+	Rows      int64   `json:"rows"`     // readings landed
+	Seconds   float64 `json:"seconds"`
+	PerSecond float64 `json:"messages_per_s"`
+}
+
+func newPhase(messages, rows int64, elapsed time.Duration) Phase {
+	return Phase{Messages: messages, Rows: rows, Seconds: elapsed.Seconds(), PerSecond: float64(messages) / elapsed.Seconds()}
+}
+
+// Latency is the event-to-row latency phase.
+type Latency struct {
+	TargetRate   float64 `json:"target_messages_per_s"`
+	Seconds      float64 `json:"seconds"`
+	Messages     int64   `json:"messages"`
+	AchievedRate float64 `json:"achieved_messages_per_s"`
+	Measured     int64   `json:"measured"` // messages whose visible time was observed
+	P50ms        float64 `json:"p50_ms"`
+	P90ms        float64 `json:"p90_ms"`
+	P99ms        float64 `json:"p99_ms"`
+	MaxMS        float64 `json:"max_ms"`
+	// The cross-check from the rows: ingested_at (the start of the batch's
+	// transaction) minus the reading time. It misses the transaction itself.
+	TxStartP50ms float64 `json:"tx_start_p50_ms"`
+	TxStartP99ms float64 `json:"tx_start_p99_ms"`
+	PollMS       float64 `json:"poll_interval_ms"`
+}
+
+// Figures are what stream.json records.
+type Figures struct {
+	Messages        int64   `json:"messages"`
+	Devices         int     `json:"devices"`
+	Partitions      int     `json:"partitions"`
+	AnomalyRatio    float64 `json:"anomaly_ratio"`
+	BadRatio        float64 `json:"bad_ratio"`
+	Leases          int     `json:"leases"`
+	MaxBatchRecords int     `json:"max_batch_records"`
+	MaxBatchWaitMS  float64 `json:"max_batch_wait_ms"`
+	TimescaleDB     bool    `json:"timescaledb"`
+
+	Produce Phase `json:"produce"` // the simulator into kfake
+	Ceiling Phase `json:"ceiling"`
+	Naive   Phase `json:"naive"`
+	// NaiveExtrapolatedSeconds is the naive consumer's time for all the
+	// messages at its measured rate.
+	NaiveExtrapolatedSeconds float64 `json:"naive_extrapolated_seconds"`
+	Ingest                   Phase   `json:"ingest"`
+	IngestToCeiling          float64 `json:"ingest_to_ceiling"`
+	IngestToNaive            float64 `json:"ingest_to_naive"`
+	Latency                  Latency `json:"latency"`
+	PeakRSSKiB               int64   `json:"peak_rss_kib"`
+
+	MeetsCeilingTarget bool `json:"meets_ceiling_target"`
+	MeetsNaiveTarget   bool `json:"meets_naive_target"`
+	MeetsLatencyTarget bool `json:"meets_latency_target"`
+}
+
+type options struct {
+	messages        int64
+	naiveMessages   int64
+	devices         int
+	seed            int64
+	partitions      int
+	anomalyRatio    float64
+	badRatio        float64
+	latencyRate     float64
+	latencyDuration time.Duration
+	out             string
+	verbose         bool
+}
+
+func parseOptions(args []string) (options, error) {
+	var o options
+	fs := flag.NewFlagSet("bench/stream", flag.ContinueOnError)
+	fs.Int64Var(&o.messages, "messages", 2_000_000, "messages to pre-produce and ingest")
+	quick := fs.Bool("quick", false, "smoke run: 200,000 messages, 10,000 naive, 10 s of latency (flags given explicitly win)")
+	fs.Int64Var(&o.naiveMessages, "naive-messages", 50_000, "messages the naive consumer is timed on (then extrapolated)")
+	fs.IntVar(&o.devices, "devices", 1000, "simulated devices")
+	fs.Int64Var(&o.seed, "seed", 42, "simulator seed")
+	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the topic")
+	fs.Float64Var(&o.anomalyRatio, "anomaly-ratio", 0.01, "share of anomalous readings")
+	fs.Float64Var(&o.badRatio, "bad-ratio", 0, "share of malformed messages (dead letters)")
+	fs.Float64Var(&o.latencyRate, "latency-rate", 10_000, "messages/s of the latency phase")
+	fs.DurationVar(&o.latencyDuration, "latency-duration", 30*time.Second, "length of the latency phase")
+	fs.StringVar(&o.out, "out", "bench/results/stream.json", "results file")
+	fs.BoolVar(&o.verbose, "v", false, "log the leases")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	if *quick {
+		if !set["messages"] {
+			o.messages = 200_000
+		}
+		if !set["naive-messages"] {
+			o.naiveMessages = 10_000
+		}
+		if !set["latency-duration"] {
+			o.latencyDuration = 10 * time.Second
+		}
+	}
+	o.naiveMessages = min(o.naiveMessages, o.messages)
+	if o.messages < 1 || o.devices < 1 || o.partitions < 1 || o.latencyRate <= 0 || o.latencyDuration <= 0 {
+		return o, errors.New("--messages, --devices, --partitions, --latency-rate and --latency-duration must be positive")
+	}
+	return o, nil
+}
+
+// bench is the shared state of the phases.
+type bench struct {
+	opts   options
+	cfg    *config.Config
+	ts     *pgxpool.Pool
+	my     *sql.DB
+	fleet  simulate.Fleet
+	limits reading.Limits
+	log    *slog.Logger
+}
+
+func run(ctx context.Context, args []string) error {
+	opts, err := parseOptions(args)
+	if err != nil {
+		return err
+	}
+	cfg, err := config.Load(ctx)
+	if err != nil {
+		return err
+	}
+	cfg.MySQL.Database = "iot_bench_stream_devices"
+	cfg.Timescale.Database = "iot_bench_stream_timeseries"
+	// A run killed earlier may have left its databases behind.
+	if err := dropDatabases(ctx, cfg); err != nil {
+		return err
+	}
+	defer func() {
+		if err := dropDatabases(context.WithoutCancel(ctx), cfg); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/stream: drop databases:", err)
+		}
+	}()
+	if err := store.EnsureMySQLDatabase(ctx, cfg.MySQL); err != nil {
+		return err
+	}
+	if err := store.EnsurePGDatabase(ctx, cfg.Timescale); err != nil {
+		return err
+	}
+	my, err := store.OpenMySQL(ctx, cfg.MySQL)
+	if err != nil {
+		return err
+	}
+	defer my.Close()
+	ts, err := store.OpenPG(ctx, cfg.Timescale, nil)
+	if err != nil {
+		return err
+	}
+	defer ts.Close()
+	if _, err := migrations.Up(ctx, migrations.MySQL, my, nil); err != nil {
+		return err
+	}
+	db := store.SQLDB(ts)
+	_, err = migrations.Up(ctx, migrations.Timeseries, db, nil)
+	db.Close()
+	if err != nil {
+		return err
+	}
+	fleet := simulate.NewFleet(opts.seed, opts.devices)
+	if err := store.ReplaceDevices(ctx, my, fleet); err != nil {
+		return err
+	}
+	ids := make([]string, len(fleet.Devices))
+	for i, d := range fleet.Devices {
+		ids[i] = d.ID
+	}
+
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(opts.partitions), cfg.Kafka.Topic))
+	if err != nil {
+		return fmt.Errorf("kfake: %w", err)
+	}
+	defer cluster.Close()
+	cfg.Kafka.BootstrapServers = cluster.ListenAddrs()
+
+	level := slog.LevelWarn
+	if opts.verbose {
+		level = slog.LevelInfo
+	}
+	b := &bench{
+		opts: opts, cfg: cfg, ts: ts, my: my, fleet: fleet,
+		limits: reading.Limits{Devices: reading.NewDeviceSet(ids)},
+		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
+	}
+	return b.measure(ctx)
+}
+
+func (b *bench) measure(ctx context.Context) error {
+	o := b.opts
+	hyper, err := store.HasTimescale(ctx, b.ts)
+	if err != nil {
+		return err
+	}
+	f := Figures{
+		Messages: o.messages, Devices: o.devices, Partitions: o.partitions,
+		AnomalyRatio: o.anomalyRatio, BadRatio: o.badRatio, Leases: max(b.cfg.Stream.Leases, 1),
+		MaxBatchRecords: b.cfg.Stream.MaxBatchRecords, MaxBatchWaitMS: float64(b.cfg.Stream.MaxBatchWait) / float64(time.Millisecond),
+		TimescaleDB: hyper,
+	}
+	step := func(name string) { fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), name) }
+
+	step(fmt.Sprintf("produce %d messages", o.messages))
+	var ends map[int32]int64
+	if f.Produce, ends, err = b.produce(ctx); err != nil {
+		return fmt.Errorf("produce: %w", err)
+	}
+	b.checkpoint(ctx)
+	step("ceiling: decode + one COPY")
+	if f.Ceiling, err = b.ceiling(ctx, ends); err != nil {
+		return fmt.Errorf("ceiling: %w", err)
+	}
+	b.checkpoint(ctx)
+	step(fmt.Sprintf("naive: INSERT per message with autocommit, first %d messages", o.naiveMessages))
+	if f.Naive, err = b.naive(ctx, ends, o.naiveMessages); err != nil {
+		return fmt.Errorf("naive: %w", err)
+	}
+	f.NaiveExtrapolatedSeconds = float64(o.messages) / f.Naive.PerSecond
+	b.checkpoint(ctx)
+	step(fmt.Sprintf("ingest: %d drain leases of the exactly-once path", f.Leases))
+	if f.Ingest, err = b.ingest(ctx, ends, f.Ceiling.Rows); err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+	f.IngestToCeiling = f.Ingest.PerSecond / f.Ceiling.PerSecond
+	f.IngestToNaive = f.Ingest.PerSecond / f.Naive.PerSecond
+	b.checkpoint(ctx)
+	step(fmt.Sprintf("latency: %.0f messages/s for %s", o.latencyRate, o.latencyDuration))
+	if f.Latency, err = b.latency(ctx, ends); err != nil {
+		return fmt.Errorf("latency: %w", err)
+	}
+	f.PeakRSSKiB = benchutil.PeakRSSKiB(os.Getpid())
+	f.MeetsCeilingTarget = f.IngestToCeiling >= targetCeilingRatio
+	f.MeetsNaiveTarget = f.IngestToNaive >= targetNaiveRatio
+	f.MeetsLatencyTarget = f.Latency.P99ms <= float64(targetP99/time.Millisecond)
+
+	res := benchutil.Result{
+		Benchmark: "stream",
+		RanAt:     time.Now().UTC(),
+		Machine:   benchutil.Describe(ctx, b.ts),
+		Figures:   f,
+		Notes:     notes(f),
+	}
+	if err := benchutil.Write(o.out, res); err != nil {
+		return err
+	}
+	printTable(os.Stdout, f)
+	for _, n := range res.Notes {
+		fmt.Println("- " + n)
+	}
+	fmt.Println("written to", o.out)
+	return nil
+}
+
+// checkpoint flushes dirty pages between phases, so one phase's writes are
+// not paid for by the next one's I/O. It needs superuser; without it the
+// phases simply run back to back.
+func (b *bench) checkpoint(ctx context.Context) {
+	_, _ = b.ts.Exec(ctx, "CHECKPOINT")
+}
+
+func notes(f Figures) []string {
+	n := []string{
+		fmt.Sprintf("one run: kfake (in-process Kafka, %d partitions), the simulator and the consumers in this process and the PostgreSQL server share the machine's %d cores", f.Partitions, runtime.NumCPU()),
+		fmt.Sprintf("ceiling: fetch from kfake, reading.Decode, and ONE pgx CopyFrom of all %d rows into an empty table created LIKE sensor_readings INCLUDING ALL (same columns, unique key and index), one transaction", f.Ceiling.Rows),
+		fmt.Sprintf("naive: fetch, decode, one INSERT ... ON CONFLICT DO NOTHING per message with autocommit on one connection; timed on the first %d messages and extrapolated to %d (%.0f s)", f.Naive.Messages, f.Messages, f.NaiveExtrapolatedSeconds),
+		fmt.Sprintf("ingest: activities.Stream.ConsumeLease run as %d drain leases in parallel (partitions dealt round robin), max %d records or %.0f ms per micro-batch, each batch ONE transaction: readings, 1-minute windows, anomalies, dead letters, fenced offsets", f.Leases, f.MaxBatchRecords, f.MaxBatchWaitMS),
+		fmt.Sprintf("latency: the simulator publishes at %.0f messages/s stamping each record with its send time while the leases consume; a poller reads stream_offsets every %.0f ms and a record's row counts as visible at the first poll whose committed offset passes it; latency = visible - record timestamp (includes the producer's 20 ms linger and the micro-batch wait)", f.Latency.TargetRate, f.Latency.PollMS),
+		"peak_rss_kib is the whole process, kfake's copy of every record included",
+	}
+	verdict := func(ok bool, what string) {
+		if ok {
+			n = append(n, "target met: "+what)
+		} else {
+			n = append(n, "target MISSED: "+what)
+		}
+	}
+	verdict(f.MeetsCeilingTarget, fmt.Sprintf("ingest/ceiling %.2f (target >= %.1f)", f.IngestToCeiling, targetCeilingRatio))
+	verdict(f.MeetsNaiveTarget, fmt.Sprintf("ingest/naive %.1f (target >= %d)", f.IngestToNaive, targetNaiveRatio))
+	verdict(f.MeetsLatencyTarget, fmt.Sprintf("p99 latency %.0f ms (target <= %d ms)", f.Latency.P99ms, targetP99/time.Millisecond))
+	return n
+}
+
+func printTable(w io.Writer, f Figures) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "phase\tmessages\trows\tseconds\tmessages/s\tvs ingest\t\n")
+	row := func(name string, p Phase, ratio string) {
+		fmt.Fprintf(tw, "%s\t%d\t%d\t%.1f\t%.0f\t%s\t\n", name, p.Messages, p.Rows, p.Seconds, p.PerSecond, ratio)
+	}
+	row("produce (simulator -> kfake)", f.Produce, "")
+	row("ceiling (decode + COPY)", f.Ceiling, fmt.Sprintf("%.2fx", f.IngestToCeiling))
+	row("naive (INSERT autocommit)*", f.Naive, fmt.Sprintf("%.1fx", f.IngestToNaive))
+	row("exactly-once ingest", f.Ingest, "")
+	tw.Flush()
+	fmt.Fprintf(w, "* measured on the first %d messages; all %d would take %.0f s\n", f.Naive.Messages, f.Messages, f.NaiveExtrapolatedSeconds)
+	l := f.Latency
+	fmt.Fprintf(w, "latency at %.0f messages/s (achieved %.0f) over %.0f s, %d of %d measured: p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms (tx-start cross-check p50 %.0f, p99 %.0f)\n",
+		l.TargetRate, l.AchievedRate, l.Seconds, l.Measured, l.Messages, l.P50ms, l.P90ms, l.P99ms, l.MaxMS, l.TxStartP50ms, l.TxStartP99ms)
+	fmt.Fprintf(w, "peak RSS %.0f MiB; leases %d, batch <= %d records / %.0f ms; TimescaleDB %v\n",
+		float64(f.PeakRSSKiB)/1024, f.Leases, f.MaxBatchRecords, f.MaxBatchWaitMS, f.TimescaleDB)
+}
+
+// dropDatabases drops the bench databases if they exist.
+func dropDatabases(ctx context.Context, cfg *config.Config) error {
+	var errs []error
+	db, err := sql.Open("mysql", cfg.MySQL.ServerDSN())
+	if err == nil {
+		_, err = db.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+cfg.MySQL.Database+"`")
+		db.Close()
+	}
+	errs = append(errs, err)
+	conn, err := pgx.Connect(ctx, cfg.Timescale.URLFor("postgres"))
+	if err == nil {
+		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{cfg.Timescale.Database}.Sanitize()+" WITH (FORCE)")
+		conn.Close(ctx)
+	}
+	errs = append(errs, err)
+	return errors.Join(errs...)
+}
+
+// likeReadings creates an empty table with the columns, defaults, unique
+// key and indexes of sensor_readings.
+func (b *bench) likeReadings(ctx context.Context, name string) error {
+	_, err := b.ts.Exec(ctx, "CREATE TABLE public."+name+" (LIKE public.sensor_readings INCLUDING ALL)")
+	return err
+}
+
+var readingColumns = []string{"time", "device_id", "value", "battery", "rssi", "source"}
+
+func joinColumns() string { return strings.Join(readingColumns, ", ") }
