@@ -358,3 +358,35 @@ func ParseDotEnv(name, text string) (map[string]string, error) {
 	}
 	return vars, nil
 }
+
+// Env renders c as the environment variables that produce it, for starting
+// a subprocess (a worker) with the same configuration. Secrets are in clear:
+// never log the result.
+func (c *Config) Env() map[string]string {
+	return map[string]string{
+		"MYSQL_HOST": c.MySQL.Host, "MYSQL_PORT": strconv.Itoa(c.MySQL.Port), "MYSQL_USER": c.MySQL.User,
+		"MYSQL_PASSWORD": c.MySQL.Password.Reveal(), "MYSQL_DATABASE": c.MySQL.Database,
+		"POSTGRES_HOST": c.Postgres.Host, "POSTGRES_PORT": strconv.Itoa(c.Postgres.Port), "POSTGRES_USER": c.Postgres.User,
+		"POSTGRES_PASSWORD": c.Postgres.Password.Reveal(), "POSTGRES_DATABASE": c.Postgres.Database,
+		"TIMESCALE_HOST": c.Timescale.Host, "TIMESCALE_PORT": strconv.Itoa(c.Timescale.Port), "TIMESCALE_USER": c.Timescale.User,
+		"TIMESCALE_PASSWORD": c.Timescale.Password.Reveal(), "TIMESCALE_DATABASE": c.Timescale.Database,
+		"KAFKA_BOOTSTRAP_SERVERS": strings.Join(c.Kafka.BootstrapServers, ","), "KAFKA_TOPIC": c.Kafka.Topic,
+		"KAFKA_PARTITIONS": strconv.Itoa(c.Kafka.Partitions),
+		"TEMPORAL_ADDRESS": c.Temporal.Address, "TEMPORAL_NAMESPACE": c.Temporal.Namespace,
+		"TEMPORAL_BATCH_TASK_QUEUE": c.Temporal.BatchTaskQueue, "TEMPORAL_STREAM_TASK_QUEUE": c.Temporal.StreamTaskQueue,
+		"TEMPORAL_UI_URL":          c.Temporal.UIURL,
+		"STREAM_ALLOWED_LATENESS":  c.Stream.AllowedLateness.String(),
+		"STREAM_MAX_BATCH_RECORDS": strconv.Itoa(c.Stream.MaxBatchRecords),
+		"STREAM_MAX_BATCH_WAIT":    c.Stream.MaxBatchWait.String(),
+		"STREAM_LEASES":            strconv.Itoa(c.Stream.Leases),
+		"STREAM_LEASE_DURATION":    c.Stream.LeaseDuration.String(),
+		"BATCH_SCHEDULE_ID":        c.Batch.ScheduleID,
+		"BATCH_SCHEDULE_CRON":      c.Batch.ScheduleCron,
+		"BATCH_CATCHUP_WINDOW":     c.Batch.CatchupWindow.String(),
+		"BATCH_CHUNK":              c.Batch.ChunkSize.String(),
+		"BATCH_LOOKBACK":           c.Batch.Lookback.String(),
+		"EXPORT_DIR":               c.ExportDir,
+		"LOG_LEVEL":                c.LogLevel,
+		"LOG_FORMAT":               c.LogFormat,
+	}
+}

@@ -194,3 +194,19 @@ func TestEnvironmentWinsOverDotEnv(t *testing.T) {
 		t.Errorf("host=%q port=%d, want from-env and 3310", c.MySQL.Host, c.MySQL.Port)
 	}
 }
+
+// TestEnvRoundTrip: a subprocess started with c.Env() reads back exactly c.
+func TestEnvRoundTrip(t *testing.T) {
+	t.Parallel()
+	c, err := load(t, map[string]string{"MYSQL_PASSWORD": "pw", "TIMESCALE_PORT": "5433", "KAFKA_BOOTSTRAP_SERVERS": "a:1,b:2", "STREAM_LEASES": "5"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := load(t, c.Env())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(c, back); diff != "" {
+		t.Errorf("round trip (-want +got):\n%s", diff)
+	}
+}
