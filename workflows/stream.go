@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"sort"
@@ -164,6 +165,7 @@ type streamRun struct {
 	drainTo      map[int32]int64
 
 	wantContinue bool
+	cancelled    bool
 	updatedAt    time.Time
 }
 
@@ -226,8 +228,21 @@ func (r *streamRun) loop(ctx workflow.Context) (*StreamStatus, error) {
 		resume:   workflow.GetSignalChannel(ctx, SignalResume),
 		progress: workflow.GetSignalChannel(ctx, SignalLeaseProgress),
 	}
+	selCtx := ctx
 	for {
-		if !r.wantContinue && !r.st.Stopping && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+		if ctx.Err() != nil && !r.cancelled {
+			// The workflow itself was cancelled: the leases are cancelled
+			// with it; wait for them to commit and end, on a context that
+			// is not cancelled, then end as cancelled.
+			workflow.GetLogger(ctx).Info("stream workflow cancelled: ending the leases")
+			r.cancelled = true
+			r.cancelAll()
+			selCtx, _ = workflow.NewDisconnectedContext(ctx)
+		}
+		if r.cancelled && r.idle() {
+			return nil, temporal.NewCanceledError("stream workflow cancelled")
+		}
+		if !r.cancelled && !r.wantContinue && !r.st.Stopping && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 			workflow.GetLogger(ctx).Info("continue-as-new suggested: ending the leases")
 			r.wantContinue = true
 			r.cancelAll()
@@ -247,7 +262,10 @@ func (r *streamRun) loop(ctx workflow.Context) (*StreamStatus, error) {
 		// in (Temporal does not keep the order across signal names): stop,
 		// pause, then resume, so a pause and a resume that arrive together
 		// leave the stream running.
-		sel := workflow.NewSelector(ctx)
+		sel := workflow.NewSelector(selCtx)
+		if !r.cancelled {
+			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
+		}
 		sel.AddReceive(sig.stop, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.onStop(ctx) })
 		sel.AddReceive(sig.pause, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.onPause(ctx) })
 		sel.AddReceive(sig.resume, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.onResume(ctx) })
@@ -261,7 +279,7 @@ func (r *streamRun) loop(ctx workflow.Context) (*StreamStatus, error) {
 			if s.future != nil {
 				sel.AddFuture(s.future, func(f workflow.Future) {
 					var res activities.LeaseResult
-					err := f.Get(ctx, &res)
+					err := f.Get(selCtx, &res)
 					r.leaseEnded(ctx, s, res, err)
 				})
 			}
@@ -272,7 +290,7 @@ func (r *streamRun) loop(ctx workflow.Context) (*StreamStatus, error) {
 		if r.list != nil {
 			sel.AddFuture(r.list, func(f workflow.Future) {
 				var res activities.ListPartitionsResult
-				r.partitionsListed(ctx, res, f.Get(ctx, &res))
+				r.partitionsListed(ctx, res, f.Get(selCtx, &res))
 			})
 		}
 		if r.listTimer != nil {
@@ -307,7 +325,7 @@ func (r *streamRun) allDrained() bool {
 // schedule starts what the state asks for: the partition listing, leases
 // for idle slots (running), drain leases (stopping).
 func (r *streamRun) schedule(ctx workflow.Context) {
-	if r.wantContinue {
+	if r.wantContinue || r.cancelled {
 		return
 	}
 	needList := !r.listed || (r.st.Stopping && r.drainTo == nil && !r.listForDrain)
@@ -382,9 +400,9 @@ func (r *streamRun) leaseEnded(ctx workflow.Context, s *leaseSlot, res activitie
 		return
 	}
 	s.failures++
-	s.lastEnd, s.lastError = "failed", err.Error()
+	s.lastEnd, s.lastError = "failed", causeOf(err)
 	r.st.LeaseFailures++
-	r.st.LastError = fmt.Sprintf("lease %d (partitions %v): %v", s.index, s.partitions, err)
+	r.st.LastError = fmt.Sprintf("lease %d (partitions %v): %s", s.index, s.partitions, s.lastError)
 	r.st.LastErrorAt = workflow.Now(ctx)
 	workflow.GetLogger(ctx).Warn("stream lease failed", "slot", s.index, "partitions", s.partitions, "consecutive_failures", s.failures, "error", err)
 	if cancelled && !r.st.Stopping {
@@ -393,6 +411,18 @@ func (r *streamRun) leaseEnded(ctx workflow.Context, s *leaseSlot, res activitie
 	delay := leaseBackoff(s.failures)
 	tctx, tcancel := workflow.WithCancel(ctx)
 	s.timer, s.timerCancel, s.retryAt = workflow.NewTimer(tctx, delay), tcancel, workflow.Now(ctx).Add(delay)
+}
+
+// causeOf is what operators need of an activity failure: its cause, without
+// the activity error's envelope of event ids.
+func causeOf(err error) string {
+	var actErr *temporal.ActivityError
+	if errors.As(err, &actErr) {
+		if cause := errors.Unwrap(actErr); cause != nil {
+			return cause.Error()
+		}
+	}
+	return err.Error()
 }
 
 // leaseBackoff is 1s, 2s, 4s, … up to 30s for the n-th consecutive failure.
@@ -411,7 +441,7 @@ func (r *streamRun) partitionsListed(ctx workflow.Context, res activities.ListPa
 	r.list, r.listForDrain = nil, false
 	if err != nil {
 		r.listFailures++
-		r.st.LastError = fmt.Sprintf("list partitions of %s: %v", r.in.Topic, err)
+		r.st.LastError = fmt.Sprintf("list partitions of %s: %s", r.in.Topic, causeOf(err))
 		r.st.LastErrorAt = workflow.Now(ctx)
 		workflow.GetLogger(ctx).Warn("list partitions failed", "error", err)
 		r.listTimer = workflow.NewTimer(ctx, leaseBackoff(r.listFailures))
