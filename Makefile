@@ -68,6 +68,9 @@ bench: ## every benchmark (bench-*), results in bench/results/
 bench-seed: ## seed 1000 devices x 7 days into throwaway databases; readings/s
 	$(GO) run ./bench/seed
 
+bench-batch: tools ## batch ETL over 1M and 10M readings vs the same transform in SQL; worker peak RSS
+	$(GO) run ./bench/batch
+
 fmt: ## gofmt the tree
 	gofmt -w .
 
