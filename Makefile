@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 30m
 
 export TEMPORAL_BIN := $(TEMPORAL)
 
-.PHONY: help tools build up down status migrate seed check summary demo test test-unit lint bench fmt clean
+.PHONY: help tools build up down status migrate seed check summary worker-start worker-stop demo demo-batch test test-unit lint bench fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -30,7 +30,7 @@ build: ## build worker, starter and devstack into bin/
 up: tools build ## start the local stack (Temporal + UI, Kafka dev broker; databases if not running)
 	$(BIN)/devstack up
 
-down: build ## stop what `make up` started
+down: build worker-stop ## stop what `make up` and `make worker-start` started
 	$(BIN)/devstack down
 
 status: build ## show each component of the local stack
@@ -48,7 +48,24 @@ check: build ## test every component
 summary: build ## print where everything is, with row counts
 	$(BIN)/starter summary
 
-demo: up migrate seed check summary ## run the demo on the local stack
+WORKER_PID := .devstack/pids/worker.pid
+WORKER_LOG := .devstack/logs/worker.log
+
+worker-start: build worker-stop ## (re)start a background worker on the local stack
+	@mkdir -p $(dir $(WORKER_PID)) $(dir $(WORKER_LOG))
+	@nohup $(BIN)/worker >> $(WORKER_LOG) 2>&1 & echo $$! > $(WORKER_PID)
+	@sleep 2; if ! kill -0 $$(cat $(WORKER_PID)) 2>/dev/null; then echo "worker failed to start:"; tail -20 $(WORKER_LOG); rm -f $(WORKER_PID); exit 1; fi
+	@echo "worker running (pid $$(cat $(WORKER_PID))), log $(WORKER_LOG)"
+
+worker-stop: ## stop the background worker
+	@if [ -f $(WORKER_PID) ]; then pid=$$(cat $(WORKER_PID)); \
+		if kill $$pid 2>/dev/null; then for i in $$(seq 1 60); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; echo "worker stopped (pid $$pid)"; fi; \
+		rm -f $(WORKER_PID); fi
+
+demo-batch: build ## run the batch ETL over yesterday (UTC) and print its summary
+	$(BIN)/starter batch run --csv
+
+demo: up migrate seed check worker-start demo-batch summary ## run the demo on the local stack
 
 test: tools ## unit and integration tests (real Temporal, PostgreSQL, MariaDB, kfake)
 	$(GO) vet ./...

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -26,6 +27,7 @@ type summaryLine struct{ What, Where, Count string }
 // summarySections add rows to the summary; pipeline files append their own.
 var summarySections = []func(ctx context.Context, app *App) ([]summaryLine, error){
 	summarySources,
+	summaryWarehouse,
 	summaryKafka,
 }
 
@@ -114,4 +116,35 @@ func summaryKafka(ctx context.Context, app *App) ([]summaryLine, error) {
 		total += o
 	}
 	return []summaryLine{{"Kafka topic " + app.Cfg.Kafka.Topic, where, fmt.Sprintf("%d partitions, %d messages", len(ends), total)}}, nil
+}
+
+// summaryWarehouse reports the warehouse and the latest batch run.
+func summaryWarehouse(ctx context.Context, app *App) ([]summaryLine, error) {
+	ts, err := app.Timescale(ctx)
+	if err != nil {
+		return nil, err
+	}
+	where := app.Cfg.Timescale.String()
+	lines := []summaryLine{
+		{"Warehouse fact rows", where, rows(countPG(ctx, ts, "SELECT count(*) FROM dwh.fact_sensor_readings_enriched"))},
+		{"Warehouse anomalies", where, rows(countPG(ctx, ts, "SELECT count(*) FROM dwh.fact_sensor_readings_enriched WHERE is_anomaly"))},
+		{"Warehouse hourly buckets", where, rows(countPG(ctx, ts, "SELECT count(*) FROM dwh.fact_hourly_agg"))},
+		{"Warehouse ml_features", where, rows(countPG(ctx, ts, "SELECT count(*) FROM dwh.ml_features"))},
+	}
+	var (
+		workflowID, runID, status string
+		from, to                  time.Time
+		features                  *string
+	)
+	err = ts.QueryRow(ctx, `SELECT workflow_id, run_id, status, window_start, window_end, features_path
+		FROM dwh.etl_runs ORDER BY started_at DESC LIMIT 1`).Scan(&workflowID, &runID, &status, &from, &to, &features)
+	if err != nil {
+		return lines, nil // no run yet
+	}
+	lines = append(lines, summaryLine{"Latest batch run", fmt.Sprintf("[%s, %s)", from.Format(time.RFC3339), to.Format(time.RFC3339)), status},
+		summaryLine{"  in the Temporal UI", runURL(app, workflowID, runID), ""})
+	if features != nil {
+		lines = append(lines, summaryLine{"  feature files", *features, "features.parquet, manifest.json"})
+	}
+	return lines, nil
 }
