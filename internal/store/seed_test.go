@@ -233,3 +233,44 @@ func TestSeedRejectsBadRanges(t *testing.T) {
 		})
 	}
 }
+
+func TestSeedCancelledKeepsPreviousReadings(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	t.Parallel()
+	ctx := context.Background()
+	st := testenv.Databases(t)
+	opts := store.SeedOptions{Seed: 42, Devices: 6, From: seedDay, To: seedDay.AddDate(0, 0, 1), Sim: simulate.DefaultOptions()}
+	before, err := store.Seed(ctx, st.MySQL, st.Locations, st.Timescale, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	indexes := indexDefs(t, st.Timescale)
+
+	// A load of 10 M slots cancelled after a moment: the transaction rolls
+	// back, so the previous readings, ground truth and indexes remain.
+	fleet := simulate.NewFleet(7, 1000)
+	gen, err := simulate.NewGenerator(fleet, simulate.DefaultOptions())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if _, err := store.LoadReadings(cctx, st.Timescale, gen, fleet.Devices, seedDay, seedDay.AddDate(0, 0, 7), 2); err == nil {
+		t.Fatal("cancelled load returned no error")
+	}
+	n, sum, err := store.ReadingsChecksum(ctx, st.Timescale, opts.From, opts.To)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n != before.Readings || sum != before.Checksum {
+		t.Errorf("after a cancelled load: %d readings, checksum %s; want the previous %d and %s", n, sum, before.Readings, before.Checksum)
+	}
+	if got := count(t, st.Timescale, "SELECT count(*) FROM public.anomaly_ground_truth"); got != before.AnomalyRows {
+		t.Errorf("after a cancelled load: %d ground-truth rows, want the previous %d", got, before.AnomalyRows)
+	}
+	if diff := cmp.Diff(indexes, indexDefs(t, st.Timescale)); diff != "" {
+		t.Errorf("indexes after a cancelled load (-before +after):\n%s", diff)
+	}
+}
