@@ -90,7 +90,11 @@ func runSeed(ctx context.Context, app *App, args []string) error {
 
 func printSeedSummary(w io.Writer, s store.SeedSummary) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(tw, "range\t%s .. %s (%d days, every %s)\n", s.From.Format(time.DateOnly), s.To.Format(time.DateOnly), int(s.To.Sub(s.From)/(24*time.Hour)), s.Interval)
+	days, unit := int(s.To.Sub(s.From)/(24*time.Hour)), "days"
+	if days == 1 {
+		unit = "day"
+	}
+	fmt.Fprintf(tw, "range\t%s .. %s (%d %s, every %s)\n", s.From.Format(time.DateOnly), s.To.Format(time.DateOnly), days, unit, s.Interval)
 	fmt.Fprintf(tw, "devices\t%d in %d locations (seed %d)\n", s.Devices, s.Locations, s.Seed)
 	fmt.Fprintf(tw, "slots\t%d\n", s.Slots)
 	fmt.Fprintf(tw, "readings\t%d\n", s.Readings)
