@@ -56,7 +56,8 @@ type SeedSummary struct {
 	IndexElapsed  time.Duration // of which rebuilding indexes
 }
 
-// ReadingsPerSecond is the rate readings were generated and copied at.
+// ReadingsPerSecond is readings over LoadElapsed: generation, COPY and
+// index rebuild together.
 func (s SeedSummary) ReadingsPerSecond() float64 {
 	if s.LoadElapsed <= 0 {
 		return 0
