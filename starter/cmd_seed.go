@@ -28,6 +28,7 @@ func runSeed(ctx context.Context, app *App, args []string) error {
 	seed := fs.Int64("seed", 42, "seed: the same seed and flags always write the same data")
 	end := fs.String("end", "", "first day NOT seeded, YYYY-MM-DD (default: today, UTC)")
 	workers := fs.Int("workers", runtime.GOMAXPROCS(0), "goroutines generating readings for the COPY")
+	keepDerived := fs.Bool("keep-derived", false, "keep the warehouse and the stream sink (by default they are emptied: they were built from the old readings)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -85,6 +86,14 @@ func runSeed(ctx context.Context, app *App, args []string) error {
 		return err
 	}
 	printSeedSummary(app.Out, sum)
+	if *keepDerived {
+		return nil
+	}
+	tables, err := store.ResetDerived(ctx, ts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(app.Out, "reset      %d tables built from the previous readings (warehouse, staging, stream sink); Kafka offsets kept\n", len(tables))
 	return nil
 }
 
