@@ -372,11 +372,11 @@ func checkParkedWorkflow(t *testing.T, addr string) {
 		t.Fatal(err)
 	}
 	defer c.Close()
-	d, err := c.DescribeWorkflowExecution(ctx, parkedWorkflowID, "")
+	d, err := c.DescribeWorkflow(ctx, parkedWorkflowID, "")
 	if err != nil {
 		t.Fatalf("workflow started before down: %v", err)
 	}
-	if got := d.GetWorkflowExecutionInfo().GetStatus().String(); got != "Running" {
+	if got := d.Status.String(); got != "Running" {
 		t.Errorf("workflow started before down: status %s, want Running", got)
 	}
 }

@@ -184,7 +184,7 @@ func (t *temporalComponent) Prepare(ctx context.Context, managed bool) error {
 			time.Sleep(250 * time.Millisecond)
 		}
 		if err != nil {
-			return fmt.Errorf("Temporal UI at %s: %w", t.cfg.UIURL, err)
+			return fmt.Errorf("the Temporal UI at %s: %w", t.cfg.UIURL, err)
 		}
 	}
 	c, err := temporalx.Dial(ctx, t.cfg, sdkLogger)

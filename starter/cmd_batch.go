@@ -262,13 +262,12 @@ func runBatchStatus(ctx context.Context, app *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	desc, err := tc.DescribeWorkflowExecution(ctx, id, "")
+	desc, err := tc.DescribeWorkflow(ctx, id, "")
 	if err != nil {
 		return err
 	}
-	info := desc.GetWorkflowExecutionInfo()
-	fmt.Fprintf(app.Out, "workflow %s run %s: %s\n", id, info.GetExecution().GetRunId(), info.GetStatus())
-	fmt.Fprintf(app.Out, "Temporal UI: %s\n", runURL(app, id, info.GetExecution().GetRunId()))
+	fmt.Fprintf(app.Out, "workflow %s run %s: %s\n", id, desc.WorkflowExecution.RunID, desc.Status)
+	fmt.Fprintf(app.Out, "Temporal UI: %s\n", runURL(app, id, desc.WorkflowExecution.RunID))
 	p, err := queryProgress(ctx, tc, id, "")
 	if err != nil {
 		return err

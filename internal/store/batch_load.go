@@ -60,7 +60,7 @@ func LoadDimensions(ctx context.Context, ts *pgxpool.Pool, runKey, runID string)
 			WHERE d.run_key = $1`
 
 		// Close the current versions whose tracked attributes changed.
-		tag, err = tx.Exec(ctx, `
+		_, err = tx.Exec(ctx, `
 			UPDATE dwh.dim_devices cur SET valid_to = s.updated_at, is_current = false
 			FROM (`+staged+`) s
 			WHERE cur.device_id = s.device_id AND cur.is_current
