@@ -72,10 +72,10 @@ func TestDetectionOnSimulatedFleet(t *testing.T) {
 		// zscore without a jump is weak evidence of drift: the simulated
 		// environment (weather, occupancy, machine load) moves values
 		// beyond 3σ of the last hour far more often than drift does.
-		anomaly.KindDrift: {58, 1366, 4, 4, 0},
+		anomaly.KindDrift: {58, 1377, 4, 4, 0},
 	}
-	if readings != 85758 || len(truth) != 396 || len(detections) != 2134 {
-		t.Errorf("got %d readings, %d events, %d detections; want 85758, 396, 2134", readings, len(truth), len(detections))
+	if readings != 85723 || len(truth) != 396 || len(detections) != 2145 {
+		t.Errorf("got %d readings, %d events, %d detections; want 85723, 396, 2145", readings, len(truth), len(detections))
 	}
 	if diff := cmp.Diff(want, counts); diff != "" {
 		t.Errorf("TP, FP, events, found, FN per kind (-want +got):\n%s", diff)
