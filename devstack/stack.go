@@ -274,7 +274,7 @@ func listening(ctx context.Context, addr string) bool {
 	if err != nil {
 		return false
 	}
-	conn.Close()
+	_ = conn.Close()
 	return true
 }
 

@@ -161,7 +161,7 @@ func (t *temporalComponent) uiAnswers(ctx context.Context) error {
 		if u != t.cfg.UIURL && resp.StatusCode == http.StatusOK {
 			err = json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&settings)
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		if resp.StatusCode != http.StatusOK {
 			return fmt.Errorf("GET %s: %s", u, resp.Status)
 		}

@@ -122,7 +122,11 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	if err != nil {
 		return r, benchutil.Machine{}, err
 	}
-	defer stack.Close(context.WithoutCancel(ctx))
+	defer func() {
+		if err := stack.Close(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/batch:", err)
+		}
+	}()
 	machine := benchutil.Describe(ctx, stack.Timescale)
 
 	to := time.Date(2026, 1, 12, 0, 0, 0, 0, time.UTC)

@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -36,9 +37,9 @@ func Describe(ctx context.Context, pool *pgxpool.Pool) Machine {
 	m := Machine{Cores: runtime.NumCPU(), GoVersion: runtime.Version(), OS: runtime.GOOS + "/" + runtime.GOARCH}
 	m.CPUModel = firstField("/proc/cpuinfo", "model name")
 	if kb := firstField("/proc/meminfo", "MemTotal"); kb != "" {
-		var n int
-		fmt.Sscanf(kb, "%d", &n)
-		m.MemoryGiB = (n + 512*1024) / (1024 * 1024)
+		if n, err := strconv.Atoi(strings.Fields(kb)[0]); err == nil {
+			m.MemoryGiB = (n + 512*1024) / (1024 * 1024)
+		}
 	}
 	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
 		m.Kernel = strings.TrimSpace(string(b))
@@ -91,8 +92,10 @@ func Write(path string, r Result) error {
 // PeakRSSKiB returns the peak resident set size of process pid (VmHWM), in
 // KiB, or 0 when it cannot be read.
 func PeakRSSKiB(pid int) int64 {
-	v := firstField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM")
-	var n int64
-	fmt.Sscanf(v, "%d", &n)
+	f := strings.Fields(firstField(fmt.Sprintf("/proc/%d/status", pid), "VmHWM"))
+	if len(f) == 0 {
+		return 0
+	}
+	n, _ := strconv.ParseInt(f[0], 10, 64)
 	return n
 }

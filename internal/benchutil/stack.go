@@ -46,15 +46,15 @@ func OpenStack(ctx context.Context, base *config.Config, name string) (*Stack, e
 		return nil, err
 	}
 	if s.Locations, err = store.OpenPG(ctx, cfg.Postgres, nil); err != nil {
-		s.Close(ctx)
+		_ = s.Close(ctx)
 		return nil, err
 	}
 	if s.Timescale, err = store.OpenPG(ctx, cfg.Timescale, nil); err != nil {
-		s.Close(ctx)
+		_ = s.Close(ctx)
 		return nil, err
 	}
 	if err := store.EnsureSchema(ctx, s.MySQL, s.Locations, s.Timescale, nil); err != nil {
-		s.Close(ctx)
+		_ = s.Close(ctx)
 		return nil, err
 	}
 	return s, nil

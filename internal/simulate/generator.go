@@ -256,7 +256,7 @@ func (g *Generator) Day(dev reading.Device, day time.Time) DeviceDay {
 			q = quantize(base[i] + events[evIdx].offset)
 		case slotStuck:
 			if !inStuck {
-				stuckQ, inStuck = prevQ, true
+				stuckQ = prevQ
 			}
 			q = stuckQ
 		default: // normal or drifting

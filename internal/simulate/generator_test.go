@@ -449,16 +449,16 @@ func TestLive(t *testing.T) {
 			}
 			r, kind := g.LiveKind(dev, at.Add(time.Duration(i)*time.Minute), rng, ratio)
 			counts[kind]++
-			switch {
-			case kind == "" || kind == Spike:
+			switch kind {
+			case "", Spike:
 				if !r.ValueValid || !(r.Value > typ.ValidMin && r.Value < typ.ValidMax) {
 					t.Fatalf("%s: %q reading %+v is not a valid in-range value", dev.ID, kind, r)
 				}
-			case kind == OutOfRange:
+			case OutOfRange:
 				if !r.ValueValid || typ.InRange(r.Value) {
 					t.Fatalf("%s: out_of_range reading %+v is in range", dev.ID, r)
 				}
-			case kind == Null:
+			case Null:
 				if r.ValueValid {
 					t.Fatalf("%s: null reading %+v has a value", dev.ID, r)
 				}
