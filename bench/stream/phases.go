@@ -15,7 +15,7 @@ import (
 )
 
 // produce publishes the messages with the simulator, unpaced, replaying
-// event time: each device once per round, rounds one minute apart, ending
+// event time: each device once per round, rounds --interval apart, ending
 // a minute before now, so every (device_id, time) is unique and nothing is
 // too old or late. It returns the topic's end offsets.
 func (b *bench) produce(ctx context.Context) (Phase, map[int32]int64, error) {
@@ -25,7 +25,7 @@ func (b *bench) produce(ctx context.Context) (Phase, map[int32]int64, error) {
 		return Phase{}, nil, err
 	}
 	defer cl.Close()
-	step := time.Minute / time.Duration(o.devices)
+	step := o.interval / time.Duration(o.devices)
 	start := time.Now().Add(-time.Duration(o.messages)*step - time.Minute).Truncate(time.Minute)
 	sim, err := producer.New(producer.Options{
 		Seed: o.seed, Devices: o.devices, MaxMessages: o.messages, Start: start, Step: step,

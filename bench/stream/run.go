@@ -10,7 +10,9 @@ import (
 	"log/slog"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"strings"
+	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -67,6 +69,7 @@ type Latency struct {
 type Figures struct {
 	Messages        int64   `json:"messages"`
 	Devices         int     `json:"devices"`
+	IntervalSeconds float64 `json:"interval_s"` // event time between two readings of a device
 	Partitions      int     `json:"partitions"`
 	AnomalyRatio    float64 `json:"anomaly_ratio"`
 	BadRatio        float64 `json:"bad_ratio"`
@@ -85,7 +88,16 @@ type Figures struct {
 	IngestToCeiling          float64 `json:"ingest_to_ceiling"`
 	IngestToNaive            float64 `json:"ingest_to_naive"`
 	Latency                  Latency `json:"latency"`
+	// CPU time of this process (decoding, the leases' Go side, kfake, the
+	// pgx clients) during the ceiling and ingest phases; the rest of the
+	// wall time is PostgreSQL's or waiting.
+	CeilingProcessCPUSeconds float64 `json:"ceiling_process_cpu_s"`
+	IngestProcessCPUSeconds  float64 `json:"ingest_process_cpu_s"`
 	PeakRSSKiB               int64   `json:"peak_rss_kib"`
+	// The 1-minute load average when the run started and ended: the
+	// machine is shared, and other work skews every figure.
+	LoadAvgStart float64 `json:"load_avg_1m_start"`
+	LoadAvgEnd   float64 `json:"load_avg_1m_end"`
 
 	MeetsCeilingTarget bool `json:"meets_ceiling_target"`
 	MeetsNaiveTarget   bool `json:"meets_naive_target"`
@@ -96,6 +108,7 @@ type options struct {
 	messages        int64
 	naiveMessages   int64
 	devices         int
+	interval        time.Duration
 	seed            int64
 	partitions      int
 	anomalyRatio    float64
@@ -104,6 +117,7 @@ type options struct {
 	latencyDuration time.Duration
 	out             string
 	verbose         bool
+	cpuProfile      string
 }
 
 func parseOptions(args []string) (options, error) {
@@ -113,6 +127,7 @@ func parseOptions(args []string) (options, error) {
 	quick := fs.Bool("quick", false, "smoke run: 200,000 messages, 10,000 naive, 10 s of latency (flags given explicitly win)")
 	fs.Int64Var(&o.naiveMessages, "naive-messages", 50_000, "messages the naive consumer is timed on (then extrapolated)")
 	fs.IntVar(&o.devices, "devices", 1000, "simulated devices")
+	fs.DurationVar(&o.interval, "interval", time.Minute, "event time between two readings of a device in the pre-produced messages: 1m puts each reading in its own 1-minute window")
 	fs.Int64Var(&o.seed, "seed", 42, "simulator seed")
 	fs.IntVar(&o.partitions, "partitions", 6, "partitions of the topic")
 	fs.Float64Var(&o.anomalyRatio, "anomaly-ratio", 0.01, "share of anomalous readings")
@@ -121,6 +136,7 @@ func parseOptions(args []string) (options, error) {
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 30*time.Second, "length of the latency phase")
 	fs.StringVar(&o.out, "out", "bench/results/stream.json", "results file")
 	fs.BoolVar(&o.verbose, "v", false, "log the leases")
+	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the ingest phase to this file")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -138,8 +154,8 @@ func parseOptions(args []string) (options, error) {
 		}
 	}
 	o.naiveMessages = min(o.naiveMessages, o.messages)
-	if o.messages < 1 || o.devices < 1 || o.partitions < 1 || o.latencyRate <= 0 || o.latencyDuration <= 0 {
-		return o, errors.New("--messages, --devices, --partitions, --latency-rate and --latency-duration must be positive")
+	if o.messages < 1 || o.devices < 1 || o.partitions < 1 || o.latencyRate <= 0 || o.latencyDuration <= 0 || o.interval < time.Duration(o.devices) {
+		return o, errors.New("--messages, --devices, --partitions, --latency-rate, --latency-duration and --interval must be positive (--interval at least 1ns per device)")
 	}
 	return o, nil
 }
@@ -235,10 +251,10 @@ func (b *bench) measure(ctx context.Context) error {
 		return err
 	}
 	f := Figures{
-		Messages: o.messages, Devices: o.devices, Partitions: o.partitions,
+		Messages: o.messages, Devices: o.devices, IntervalSeconds: o.interval.Seconds(), Partitions: o.partitions,
 		AnomalyRatio: o.anomalyRatio, BadRatio: o.badRatio, Leases: max(b.cfg.Stream.Leases, 1),
 		MaxBatchRecords: b.cfg.Stream.MaxBatchRecords, MaxBatchWaitMS: float64(b.cfg.Stream.MaxBatchWait) / float64(time.Millisecond),
-		TimescaleDB: hyper,
+		TimescaleDB: hyper, LoadAvgStart: loadAverage(),
 	}
 	step := func(name string) { fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), name) }
 
@@ -249,9 +265,11 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	b.checkpoint(ctx)
 	step("ceiling: decode + one COPY")
+	cpuBefore := processCPU()
 	if f.Ceiling, err = b.ceiling(ctx, ends); err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
+	f.CeilingProcessCPUSeconds = processCPU() - cpuBefore
 	b.checkpoint(ctx)
 	step(fmt.Sprintf("naive: INSERT per message with autocommit, first %d messages", o.naiveMessages))
 	if f.Naive, err = b.naive(ctx, ends, o.naiveMessages); err != nil {
@@ -260,7 +278,15 @@ func (b *bench) measure(ctx context.Context) error {
 	f.NaiveExtrapolatedSeconds = float64(o.messages) / f.Naive.PerSecond
 	b.checkpoint(ctx)
 	step(fmt.Sprintf("ingest: %d drain leases of the exactly-once path", f.Leases))
-	if f.Ingest, err = b.ingest(ctx, ends, f.Ceiling.Rows); err != nil {
+	stopProfile, err := startProfile(o.cpuProfile)
+	if err != nil {
+		return err
+	}
+	cpuBefore = processCPU()
+	f.Ingest, err = b.ingest(ctx, ends, f.Ceiling.Rows)
+	f.IngestProcessCPUSeconds = processCPU() - cpuBefore
+	stopProfile()
+	if err != nil {
 		return fmt.Errorf("ingest: %w", err)
 	}
 	f.IngestToCeiling = f.Ingest.PerSecond / f.Ceiling.PerSecond
@@ -271,6 +297,7 @@ func (b *bench) measure(ctx context.Context) error {
 		return fmt.Errorf("latency: %w", err)
 	}
 	f.PeakRSSKiB = benchutil.PeakRSSKiB(os.Getpid())
+	f.LoadAvgEnd = loadAverage()
 	f.MeetsCeilingTarget = f.IngestToCeiling >= targetCeilingRatio
 	f.MeetsNaiveTarget = f.IngestToNaive >= targetNaiveRatio
 	f.MeetsLatencyTarget = f.Latency.P99ms <= float64(targetP99/time.Millisecond)
@@ -334,11 +361,13 @@ func printTable(w io.Writer, f Figures) {
 	row("exactly-once ingest", f.Ingest, "")
 	tw.Flush()
 	fmt.Fprintf(w, "* measured on the first %d messages; all %d would take %.0f s\n", f.Naive.Messages, f.Messages, f.NaiveExtrapolatedSeconds)
+	fmt.Fprintf(w, "CPU of this process: ceiling %.1f s in %.1f s, ingest %.1f s in %.1f s (the rest is PostgreSQL or waiting)\n",
+		f.CeilingProcessCPUSeconds, f.Ceiling.Seconds, f.IngestProcessCPUSeconds, f.Ingest.Seconds)
 	l := f.Latency
 	fmt.Fprintf(w, "latency at %.0f messages/s (achieved %.0f) over %.0f s, %d of %d measured: p50 %.0f ms, p90 %.0f ms, p99 %.0f ms, max %.0f ms (tx-start cross-check p50 %.0f, p99 %.0f)\n",
 		l.TargetRate, l.AchievedRate, l.Seconds, l.Measured, l.Messages, l.P50ms, l.P90ms, l.P99ms, l.MaxMS, l.TxStartP50ms, l.TxStartP99ms)
-	fmt.Fprintf(w, "peak RSS %.0f MiB; leases %d, batch <= %d records / %.0f ms; TimescaleDB %v\n",
-		float64(f.PeakRSSKiB)/1024, f.Leases, f.MaxBatchRecords, f.MaxBatchWaitMS, f.TimescaleDB)
+	fmt.Fprintf(w, "peak RSS %.0f MiB; leases %d, batch <= %d records / %.0f ms; TimescaleDB %v; load average %.1f at the start, %.1f at the end\n",
+		float64(f.PeakRSSKiB)/1024, f.Leases, f.MaxBatchRecords, f.MaxBatchWaitMS, f.TimescaleDB, f.LoadAvgStart, f.LoadAvgEnd)
 }
 
 // dropDatabases drops the bench databases if they exist.
@@ -369,3 +398,40 @@ func (b *bench) likeReadings(ctx context.Context, name string) error {
 var readingColumns = []string{"time", "device_id", "value", "battery", "rssi", "source"}
 
 func joinColumns() string { return strings.Join(readingColumns, ", ") }
+
+// loadAverage is the 1-minute load average, 0 when unknown.
+func loadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	var l float64
+	fmt.Sscanf(string(b), "%f", &l)
+	return l
+}
+
+// processCPU is the user and system CPU time of this process, in seconds.
+func processCPU() float64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+}
+
+// startProfile starts a CPU profile to path (none when path is empty) and
+// returns its stop function.
+func startProfile(path string) (func(), error) {
+	if path == "" {
+		return func() {}, nil
+	}
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
