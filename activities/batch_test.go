@@ -90,8 +90,14 @@ func TestTransformResumesAfterLastDevice(t *testing.T) {
 	ctx := context.Background()
 	env := f.env()
 	for _, call := range []func() error{
-		func() error { _, err := env.ExecuteActivity(f.b.ExtractDevices, ExtractDevicesInput{Run: f.run, Shards: 1}); return err },
-		func() error { _, err := env.ExecuteActivity(f.b.ExtractLocations, ExtractLocationsInput{Run: f.run}); return err },
+		func() error {
+			_, err := env.ExecuteActivity(f.b.ExtractDevices, ExtractDevicesInput{Run: f.run, Shards: 1})
+			return err
+		},
+		func() error {
+			_, err := env.ExecuteActivity(f.b.ExtractLocations, ExtractLocationsInput{Run: f.run})
+			return err
+		},
 		func() error {
 			_, err := env.ExecuteActivity(f.b.ExtractReadings, ExtractReadingsInput{Run: f.run, Chunk: Chunk{From: batchDay.Add(-time.Hour), To: batchWindow.End}})
 			return err
