@@ -166,6 +166,7 @@ type streamRun struct {
 
 	wantContinue bool
 	cancelled    bool
+	stopped      bool // drained: the workflow completes
 	updatedAt    time.Time
 }
 
@@ -252,8 +253,8 @@ func (r *streamRun) loop(ctx workflow.Context) (*StreamStatus, error) {
 		}
 		r.schedule(ctx)
 		if r.st.Stopping && r.listed && r.allDrained() && r.idle() {
+			r.stopped = true
 			status := r.status()
-			status.State = StreamStopped
 			workflow.GetLogger(ctx).Info("stream stopped", "records", status.Totals.Records, "inserted", status.Totals.Inserted)
 			return &status, nil
 		}
@@ -584,6 +585,8 @@ func (r *streamRun) sortedParts() []activities.PartitionProgress {
 
 func (r *streamRun) state() string {
 	switch {
+	case r.stopped:
+		return StreamStopped
 	case r.st.Stopping:
 		return StreamStopping
 	case r.st.Paused:

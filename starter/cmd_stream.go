@@ -1,0 +1,249 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/iot-etl/iot-etl/workflows"
+)
+
+func init() {
+	register(command{Name: "stream start", Summary: "start the stream ETL of the topic (idempotent: a running stream is left as it is)", Run: runStreamStart})
+	register(command{Name: "stream pause", Summary: "pause the stream: leases commit their open batch and stop fetching within 2s", Run: runStreamSignal(workflows.SignalPause)})
+	register(command{Name: "stream resume", Summary: "resume a paused stream from the committed offsets", Run: runStreamSignal(workflows.SignalResume)})
+	register(command{Name: "stream stop", Summary: "stop the stream: drain every partition up to its current end, then complete", Run: runStreamSignal(workflows.SignalStop)})
+	register(command{Name: "stream status", Summary: "show the stream's state, per-partition offsets, lag, rates and dead letters (--watch refreshes every 2s)", Run: runStreamStatus})
+}
+
+func runStreamStart(ctx context.Context, app *App, args []string) error {
+	fs := newFlags(app, "stream start", "[flags]")
+	topic := fs.String("topic", app.Cfg.Kafka.Topic, "Kafka topic to consume")
+	leases := fs.Int("leases", app.Cfg.Stream.Leases, "consumer leases sharing the partitions")
+	leaseDuration := fs.Duration("lease-duration", app.Cfg.Stream.LeaseDuration, "how long one lease consumes before the next takes over")
+	maxRecords := fs.Int("max-batch-records", app.Cfg.Stream.MaxBatchRecords, "records per micro-batch (one transaction)")
+	maxWait := fs.Duration("max-batch-wait", app.Cfg.Stream.MaxBatchWait, "longest a micro-batch stays open")
+	lateness := fs.Duration("allowed-lateness", app.Cfg.Stream.AllowedLateness, "how late an event may be for its 1-minute window")
+	debug := fs.Bool("debug", false, "echo every decoded record to the worker log while writing")
+	testMode := fs.Bool("test-mode", false, "decode and log every record, write nothing, never advance the offsets")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *leases < 1 || *leaseDuration <= 0 || *maxRecords < 1 || *maxWait <= 0 || *lateness < 0 {
+		return fmt.Errorf("%w: --leases, --max-batch-records must be at least 1, --lease-duration and --max-batch-wait positive, --allowed-lateness not negative", errUsage)
+	}
+	tc, err := app.Temporal(ctx)
+	if err != nil {
+		return err
+	}
+	id := workflows.StreamWorkflowID(*topic)
+	if desc, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
+		desc.WorkflowExecutionInfo.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		runID := desc.WorkflowExecutionInfo.GetExecution().GetRunId()
+		state := "unknown"
+		if st, err := queryStreamStatus(ctx, tc, id); err == nil {
+			state = st.State
+		}
+		fmt.Fprintf(app.Out, "stream %s is already running (%s), with the options it was started with\n", id, state)
+		if state == workflows.StreamPaused {
+			fmt.Fprintln(app.Out, "  it is paused: starter stream resume")
+		}
+		fmt.Fprintf(app.Out, "Temporal UI: %s\n", runURL(app, id, runID))
+		return nil
+	}
+	in := workflows.StreamInput{
+		Topic: *topic, Leases: *leases, LeaseDuration: *leaseDuration, MaxBatchRecords: *maxRecords,
+		MaxBatchWait: *maxWait, AllowedLateness: lateness, Debug: *debug, TestMode: *testMode,
+	}
+	// USE_EXISTING makes a start that races another one attach to it.
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       id,
+		TaskQueue:                app.Cfg.Temporal.StreamTaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+	}, workflows.StreamWorkflowName, in)
+	if err != nil {
+		return fmt.Errorf("start stream: %w", err)
+	}
+	mode := ""
+	switch {
+	case *testMode:
+		mode = ", test mode (nothing is written)"
+	case *debug:
+		mode = ", debug (records echoed to the worker log)"
+	}
+	fmt.Fprintf(app.Out, "stream %s started on topic %s: %d leases of %s, batches of up to %d records or %s, allowed lateness %s%s\n",
+		id, *topic, *leases, *leaseDuration, *maxRecords, *maxWait, *lateness, mode)
+	fmt.Fprintf(app.Out, "Temporal UI: %s\n", runURL(app, id, run.GetRunID()))
+	fmt.Fprintln(app.Out, "Follow it with: starter stream status --watch")
+	return nil
+}
+
+// runStreamSignal sends a control signal to the stream of --topic.
+func runStreamSignal(signal string) func(ctx context.Context, app *App, args []string) error {
+	return func(ctx context.Context, app *App, args []string) error {
+		name := "stream " + signal
+		fs := newFlags(app, name, "[--topic T]")
+		topic := fs.String("topic", app.Cfg.Kafka.Topic, "Kafka topic of the stream")
+		if err := parse(fs, args); err != nil {
+			return err
+		}
+		tc, err := app.Temporal(ctx)
+		if err != nil {
+			return err
+		}
+		id := workflows.StreamWorkflowID(*topic)
+		if err := tc.SignalWorkflow(ctx, id, "", signal, nil); err != nil {
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) {
+				return fmt.Errorf("no running stream %s: start it with starter stream start", id)
+			}
+			return fmt.Errorf("signal %s to %s: %w", signal, id, err)
+		}
+		switch signal {
+		case workflows.SignalPause:
+			fmt.Fprintf(app.Out, "sent pause to %s: the leases commit their open batch and stop fetching\n", id)
+		case workflows.SignalResume:
+			fmt.Fprintf(app.Out, "sent resume to %s: leases start again from the committed offsets\n", id)
+		case workflows.SignalStop:
+			fmt.Fprintf(app.Out, "sent stop to %s: it drains every partition up to its current end, then completes\n", id)
+		}
+		return nil
+	}
+}
+
+func queryStreamStatus(ctx context.Context, tc client.Client, id string) (workflows.StreamStatus, error) {
+	var st workflows.StreamStatus
+	v, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
+}
+
+func runStreamStatus(ctx context.Context, app *App, args []string) error {
+	fs := newFlags(app, "stream status", "[--topic T] [--watch]")
+	topic := fs.String("topic", app.Cfg.Kafka.Topic, "Kafka topic of the stream")
+	watch := fs.Bool("watch", false, "refresh every 2s until Ctrl-C")
+	interval := fs.Duration("interval", 2*time.Second, "refresh interval of --watch")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	tc, err := app.Temporal(ctx)
+	if err != nil {
+		return err
+	}
+	id := workflows.StreamWorkflowID(*topic)
+	clearScreen := *watch && isTerminal(app.Out)
+	for {
+		st, err := queryStreamStatus(ctx, tc, id)
+		switch {
+		case err != nil && ctx.Err() != nil:
+			return nil // Ctrl-C while querying
+		case err != nil:
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) {
+				return fmt.Errorf("no stream %s: start it with starter stream start", id)
+			}
+			return fmt.Errorf("query %s: %w", id, err)
+		}
+		if clearScreen {
+			fmt.Fprint(app.Out, "\033[H\033[2J")
+		}
+		printStreamStatus(app.Out, st, time.Now())
+		if !*watch || st.State == workflows.StreamStopped {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(*interval):
+		}
+		if !clearScreen {
+			fmt.Fprintln(app.Out)
+		}
+	}
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
+}
+
+// printStreamStatus prints the status query answer as a summary and two
+// tables: partitions and lease slots. A partition never consumed shows "-"
+// as its committed offset; its lag counts from offset 0.
+func printStreamStatus(w io.Writer, st workflows.StreamStatus, now time.Time) {
+	flags := ""
+	if st.TestMode {
+		flags += "  [test mode: nothing is written]"
+	}
+	if st.Debug {
+		flags += "  [debug]"
+	}
+	fmt.Fprintf(w, "stream %s: %s%s   (as of %s)\n", st.WorkflowID, st.State, flags, now.UTC().Format(time.RFC3339))
+	fmt.Fprintf(w, "topic %s: %d partitions, %d leases, %.1f messages/s, lag %d\n", st.Topic, len(st.Partitions), len(st.Leases), st.MessagesPerSecond, st.Lag)
+	t := st.Totals
+	fmt.Fprintf(w, "records %d: inserted %d, duplicates %d, dead letters %d; anomalies %d\n", t.Records, t.Inserted, t.Duplicates, t.DeadLetters, t.Anomalies)
+	lastErr := "none"
+	if st.LastError != "" {
+		lastErr = fmt.Sprintf("%s (%s)", st.LastError, st.LastErrorAt.UTC().Format(time.RFC3339))
+	}
+	fmt.Fprintf(w, "lease attempts %d, failures %d; last error: %s\n", st.LeaseAttempts, st.LeaseFailures, lastErr)
+	if st.Runs > 0 {
+		fmt.Fprintf(w, "continued as new %d times since %s\n", st.Runs, st.StartedAt.UTC().Format(time.RFC3339))
+	}
+
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "\nPARTITION\tCOMMITTED\tHIGH WATERMARK\tLAG\tMSG/S\tRECORDS\tINSERTED\tDUPLICATES\tDEAD LETTERS\tANOMALIES\tEPOCH\tEVENT-TIME WATERMARK\t")
+	for _, p := range st.Partitions {
+		committed, wm := "-", "-"
+		if p.Consumed {
+			committed = fmt.Sprint(p.NextOffset)
+		}
+		if !p.Watermark.IsZero() {
+			wm = p.Watermark.UTC().Format(time.RFC3339)
+		}
+		c := p.Counters
+		fmt.Fprintf(tw, "%d\t%s\t%d\t%d\t%.1f\t%d\t%d\t%d\t%d\t%d\t%d\t%s\t\n",
+			p.Partition, committed, p.HighWatermark, p.Lag, p.Rate, c.Records, c.Inserted, c.Duplicates, c.DeadLetters, c.Anomalies, p.Epoch, wm)
+	}
+	tw.Flush()
+
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nLEASE\tPARTITIONS\tSTATE\tATTEMPTS\tFAILURES\tLAST END\tLAST ERROR")
+	for _, l := range st.Leases {
+		state := "idle"
+		switch {
+		case l.Running && l.Drain:
+			state = "draining"
+		case l.Running:
+			state = "consuming"
+		case !l.RetryAt.IsZero():
+			state = "retry at " + l.RetryAt.UTC().Format(time.RFC3339)
+		}
+		parts := strings.Trim(strings.ReplaceAll(fmt.Sprint(l.Partitions), " ", ","), "[]")
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\n", l.Slot, parts, state, l.Attempts, l.Failures, dash(l.LastEnd), dash(l.LastError))
+	}
+	tw.Flush()
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
