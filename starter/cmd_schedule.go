@@ -16,7 +16,7 @@ func init() {
 	register(command{Name: "schedule describe", Summary: "show the schedule, its next runs and its recent actions", Run: runScheduleDescribe})
 	register(command{Name: "schedule pause", Summary: "pause the schedule", Run: runSchedulePause})
 	register(command{Name: "schedule unpause", Summary: "unpause the schedule", Run: runScheduleUnpause})
-	register(command{Name: "schedule trigger", Summary: "start a run now (window: the previous UTC day)", Run: runScheduleTrigger})
+	register(command{Name: "schedule trigger", Summary: "start a run now (window: the previous UTC day); after the running one, if any", Run: runScheduleTrigger})
 	register(command{Name: "schedule backfill", Summary: "run the batch for every data day from --from to --to (inclusive), buffered one after another", Run: runScheduleBackfill})
 	register(command{Name: "schedule delete", Summary: "delete the schedule (runs already started are kept)", Run: runScheduleDelete})
 }
@@ -134,7 +134,9 @@ func runScheduleUnpause(ctx context.Context, app *App, args []string) error {
 
 func runScheduleTrigger(ctx context.Context, app *App, args []string) error {
 	return scheduleSimple(ctx, app, "schedule trigger", args, func(ctx context.Context, h client.ScheduleHandle) error {
-		return h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_SKIP})
+		// Buffer one: a trigger while a run is going starts right after it,
+		// rather than being skipped without a word.
+		return h.Trigger(ctx, client.ScheduleTriggerOptions{Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ONE})
 	}, "triggered")
 }
 

@@ -109,6 +109,16 @@ func TestScheduleLifecycle(t *testing.T) {
 	if n := b.count(`SELECT rows_loaded FROM dwh.etl_runs WHERE window_start = $1`, window.Start); n != readings {
 		t.Errorf("backfilled run loaded %d rows, want %d", n, readings)
 	}
+	// A manual trigger processes the day before now, like the nightly slot.
+	runStarter(t, starterBin, b.env, "schedule", "trigger", "-id", id)
+	yesterday := time.Now().UTC().Truncate(24 * time.Hour).Add(-24 * time.Hour)
+	deadline = time.Now().Add(2 * time.Minute)
+	for rows = 0; rows == 0 && time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		rows = b.count(`SELECT count(*) FROM dwh.etl_runs WHERE status = 'succeeded' AND window_start = $1`, yesterday)
+	}
+	if rows != 1 {
+		t.Errorf("trigger: %d succeeded runs of %s, want 1", rows, yesterday.Format(time.DateOnly))
+	}
 	runStarter(t, starterBin, b.env, "schedule", "delete", "-id", id)
 	if _, err := runStarterErr(starterBin, b.env, "schedule", "describe", "-id", id); err == nil {
 		t.Error("describe after delete succeeded")
