@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iot-etl/iot-etl/internal/reading"
+	"github.com/iot-etl/iot-etl/internal/window"
 )
 
 // ErrLeaseFenced means a newer lease has claimed a partition since this one
@@ -148,10 +149,16 @@ type StreamBatch struct {
 type StreamSink struct {
 	conn  *pgx.Conn
 	topic string
+	// lastWindow is, per device, the start (Unix µs) of the latest window
+	// this sink committed: a later window cannot be stored yet unless
+	// another writer wrote it, so the fast path inserts it plainly.
+	lastWindow map[string]int64
 }
 
 // The staging table is ON COMMIT DELETE ROWS: every batch starts empty
 // without a TRUNCATE round trip, and a rolled-back batch leaves nothing.
+// reasons holds the transform's anomaly reasons (NULL: none); merge marks
+// readings whose window may already be stored.
 const createStreamStage = `CREATE TEMP TABLE IF NOT EXISTS stream_stage (
 	partition integer          NOT NULL,
 	"offset"  bigint           NOT NULL,
@@ -160,10 +167,11 @@ const createStreamStage = `CREATE TEMP TABLE IF NOT EXISTS stream_stage (
 	value     double precision,
 	battery   double precision,
 	rssi      integer,
-	reasons   text[]
+	reasons   text[],
+	merge     boolean          NOT NULL
 ) ON COMMIT DELETE ROWS`
 
-var streamStageColumns = []string{"partition", "offset", "time", "device_id", "value", "battery", "rssi", "reasons"}
+var streamStageColumns = []string{"partition", "offset", "time", "device_id", "value", "battery", "rssi", "reasons", "merge"}
 
 // OpenStreamSink opens a connection of its own (not one of the pool's, so
 // long-lived leases never starve the batch activities) with the pool's
@@ -177,7 +185,7 @@ func OpenStreamSink(ctx context.Context, pool *pgxpool.Pool, topic string) (*Str
 		conn.Close(ctx)
 		return nil, fmt.Errorf("stream sink: create staging table: %w", err)
 	}
-	return &StreamSink{conn: conn, topic: topic}, nil
+	return &StreamSink{conn: conn, topic: topic, lastWindow: map[string]int64{}}, nil
 }
 
 // Close closes the connection; the staging table goes with it.
@@ -257,14 +265,36 @@ func (s *StreamSink) RecentReadings(ctx context.Context, devices []string, until
 	return out, nil
 }
 
-// landSQL inserts the staged readings, ignoring those already stored, and
-// merges ONLY the newly inserted ones into the windows and the anomalies.
-// It returns, per partition, how many rows were inserted and how many of
-// them were flagged. value::numeric is PostgreSQL's float8 → numeric cast
-// (15 significant digits); numeric * numeric is exact, numeric ^ 2 is not.
-// date_bin is independent of the session time zone, unlike date_trunc on
-// timestamptz.
-const landSQL = `
+// The window aggregates: value::numeric is PostgreSQL's float8 → numeric
+// cast (15 significant digits, modelled exactly by internal/window);
+// numeric * numeric is exact (numeric ^ 2 is not). date_bin does not depend
+// on the session time zone, unlike date_trunc on timestamptz.
+const windowSelect = `SELECT w, w + interval '1 minute', device_id, count(*), count(value),
+	       coalesce(sum(value::numeric), 0), coalesce(sum(value::numeric * value::numeric), 0),
+	       min(value), max(value), count(*) FILTER (WHERE reasons IS NOT NULL), now()
+	FROM (SELECT date_bin(interval '1 minute', time, timestamptz '2000-01-01 00:00:00+00') AS w, * FROM %s) l
+	%s
+	GROUP BY w, device_id`
+
+const windowColumns = `(window_start, window_end, device_id, reading_count, value_count, value_sum, value_sum_sq,
+	 value_min, value_max, anomaly_count, updated_at)`
+
+// mergeWindows adds the new partial aggregates to the stored ones.
+const mergeWindows = `ON CONFLICT (device_id, window_start) DO UPDATE SET
+		reading_count = a.reading_count + excluded.reading_count,
+		value_count   = a.value_count + excluded.value_count,
+		value_sum     = a.value_sum + excluded.value_sum,
+		value_sum_sq  = a.value_sum_sq + excluded.value_sum_sq,
+		value_min     = least(a.value_min, excluded.value_min),
+		value_max     = greatest(a.value_max, excluded.value_max),
+		anomaly_count = a.anomaly_count + excluded.anomaly_count,
+		updated_at    = excluded.updated_at`
+
+// landSQL is the general path: insert the staged readings, ignoring those
+// already stored, and merge ONLY the newly inserted ones into the windows
+// and the anomalies. It returns, per partition, the rows inserted and how
+// many of them were flagged.
+var landSQL = `
 WITH inserted AS (
 	INSERT INTO public.sensor_readings (time, device_id, value, battery, rssi, source)
 	SELECT time, device_id, value, battery, rssi, 'stream' FROM stream_stage
@@ -277,51 +307,62 @@ WITH inserted AS (
 	SELECT device_id, time, value, reasons, $1, partition, "offset" FROM landed WHERE reasons IS NOT NULL
 	ON CONFLICT (device_id, time) DO NOTHING
 ), windows AS (
-	INSERT INTO public.sensor_readings_stream_agg AS a
-		(window_start, window_end, device_id, reading_count, value_count, value_sum, value_sum_sq,
-		 value_min, value_max, anomaly_count, updated_at)
-	SELECT w, w + interval '1 minute', device_id, count(*), count(value),
-	       coalesce(sum(value::numeric), 0), coalesce(sum(value::numeric * value::numeric), 0),
-	       min(value), max(value), count(*) FILTER (WHERE reasons IS NOT NULL), now()
-	FROM (SELECT date_bin(interval '1 minute', time, timestamptz '2000-01-01 00:00:00+00') AS w, * FROM landed) l
-	GROUP BY w, device_id
-	ON CONFLICT (device_id, window_start) DO UPDATE SET
-		reading_count = a.reading_count + excluded.reading_count,
-		value_count   = a.value_count + excluded.value_count,
-		value_sum     = a.value_sum + excluded.value_sum,
-		value_sum_sq  = a.value_sum_sq + excluded.value_sum_sq,
-		value_min     = least(a.value_min, excluded.value_min),
-		value_max     = greatest(a.value_max, excluded.value_max),
-		anomaly_count = a.anomaly_count + excluded.anomaly_count,
-		updated_at    = excluded.updated_at
+	INSERT INTO public.sensor_readings_stream_agg AS a ` + windowColumns + `
+	` + fmt.Sprintf(windowSelect, "landed", "") + `
+	` + mergeWindows + `
 )
 SELECT partition, count(*), count(*) FILTER (WHERE reasons IS NOT NULL) FROM landed GROUP BY partition`
 
-const deadLetterSQL = `INSERT INTO public.stream_dead_letters
-	(topic, partition, "offset", key, raw, reason, error, record_time)
-	SELECT $1, * FROM unnest($2::integer[], $3::bigint[], $4::bytea[], $5::bytea[], $6::text[], $7::text[], $8::timestamptz[])
-	ON CONFLICT (topic, partition, "offset") DO NOTHING
-	RETURNING partition`
+// The fast path, for a batch none of whose readings is stored yet (the
+// normal case): the same rows with less work. Plain inserts skip the
+// speculative insertion of ON CONFLICT, and windows that cannot exist yet
+// are inserted without merging. It runs in a savepoint; a unique violation
+// (a reading or window that was stored after all) rolls back to it and the
+// batch takes landSQL instead.
+const (
+	fastReadingsSQL = `SAVEPOINT land;
+	INSERT INTO public.sensor_readings (time, device_id, value, battery, rssi, source)
+	SELECT time, device_id, value, battery, rssi, 'stream' FROM stream_stage`
+	fastAnomaliesSQL = `INSERT INTO public.stream_anomalies (device_id, time, value, reasons, topic, partition, "offset")
+	SELECT device_id, time, value, reasons, $1, partition, "offset" FROM stream_stage WHERE reasons IS NOT NULL`
+)
 
-// advanceSQL moves the offsets and watermarks of the batch's partitions,
-// fenced: a row only moves when it still carries the lease's epoch and the
-// offset the lease last committed.
-const advanceSQL = `UPDATE public.stream_offsets o SET
+var (
+	fastNewWindowsSQL    = `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE NOT merge")
+	fastMergeWindowsSQL  = `INSERT INTO public.sensor_readings_stream_agg AS a ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE merge") + "\n" + mergeWindows
+	errFastPathConflicts = errors.New("stored readings or windows in the batch")
+)
+
+// advanceSQL writes the dead letters (a record already quarantined is not
+// added again) and moves the offsets, watermarks and counters of the
+// batch's partitions, fenced: a row only moves when it still carries the
+// lease's epoch and the offset the lease last committed. It returns each
+// moved partition with the dead letters actually added.
+const advanceSQL = `WITH dead AS (
+	INSERT INTO public.stream_dead_letters (topic, partition, "offset", key, raw, reason, error, record_time)
+	SELECT $1, * FROM unnest($11::integer[], $12::bigint[], $13::bytea[], $14::bytea[], $15::text[], $16::text[], $17::timestamptz[])
+	ON CONFLICT (topic, partition, "offset") DO NOTHING
+	RETURNING partition
+), added AS (
+	SELECT partition, count(*) AS n FROM dead GROUP BY partition
+)
+UPDATE public.stream_offsets o SET
 	next_offset = u.next, watermark = u.watermark,
 	records = o.records + u.records, inserted = o.inserted + u.inserted,
-	duplicates = o.duplicates + u.duplicates, dead_letters = o.dead_letters + u.dead_letters,
+	duplicates = o.duplicates + u.duplicates,
+	dead_letters = o.dead_letters + coalesce((SELECT n FROM added WHERE added.partition = o.partition), 0),
 	anomalies = o.anomalies + u.anomalies, updated_at = now()
 	FROM unnest($2::integer[], $3::bigint[], $4::bigint[], $5::bigint[], $6::timestamptz[],
-	            $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[])
-	     AS u(partition, epoch, expected, next, watermark, records, inserted, duplicates, dead_letters, anomalies)
+	            $7::bigint[], $8::bigint[], $9::bigint[], $10::bigint[])
+	     AS u(partition, epoch, expected, next, watermark, records, inserted, duplicates, anomalies)
 	WHERE o.topic = $1 AND o.partition = u.partition AND o.lease_epoch = u.epoch AND o.next_offset = u.expected
-	RETURNING o.partition`
+	RETURNING o.partition, coalesce((SELECT n FROM added WHERE added.partition = o.partition), 0)`
 
 // Commit writes one micro-batch in one transaction and returns the counters
 // each partition advanced by (b.Offsets' counters plus what was actually
-// inserted, found already stored and flagged). When a partition's epoch or
-// expected offset no longer matches, nothing is written and the error is
-// ErrLeaseFenced.
+// inserted, found already stored, flagged and quarantined). When a
+// partition's epoch or expected offset no longer matches, nothing is
+// written and the error is ErrLeaseFenced.
 func (s *StreamSink) Commit(ctx context.Context, b *StreamBatch) (map[int32]StreamCounters, error) {
 	tx, err := s.conn.Begin(ctx)
 	if err != nil {
@@ -329,81 +370,63 @@ func (s *StreamSink) Commit(ctx context.Context, b *StreamBatch) (map[int32]Stre
 	}
 	defer tx.Rollback(ctx)
 
-	staged, deadAdded := map[int32]int64{}, map[int32]int64{}
+	// landed: per partition, readings inserted and flagged among them.
 	landed := map[int32]StreamCounters{}
 	if len(b.Readings) > 0 {
-		for _, r := range b.Readings {
-			staged[r.Partition]++
-		}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stream_stage"}, streamStageColumns, &stageSource{rows: b.Readings, i: -1}); err != nil {
+		src := &stageSource{rows: b.Readings, i: -1, lastWindow: s.lastWindow}
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stream_stage"}, streamStageColumns, src); err != nil {
 			return nil, fmt.Errorf("stream batch: stage readings: %w", err)
 		}
-		rows, err := tx.Query(ctx, landSQL, s.topic)
-		if err != nil {
-			return nil, fmt.Errorf("stream batch: land readings: %w", err)
-		}
-		var p int32
-		var inserted, flagged int64
-		if _, err := pgx.ForEachRow(rows, []any{&p, &inserted, &flagged}, func() error {
-			landed[p] = StreamCounters{Inserted: inserted, Anomalies: flagged}
-			return nil
-		}); err != nil {
-			return nil, fmt.Errorf("stream batch: land readings: %w", err)
-		}
-	}
-
-	if n := len(b.DeadLetters); n > 0 {
-		parts, offs := make([]int32, n), make([]int64, n)
-		keys, raws := make([][]byte, n), make([][]byte, n)
-		reasons, errs, times := make([]string, n), make([]string, n), make([]time.Time, n)
-		for i, d := range b.DeadLetters {
-			parts[i], offs[i], keys[i], raws[i] = d.Partition, d.Offset, d.Key, d.Raw
-			reasons[i], errs[i], times[i] = d.Reason, strings.ToValidUTF8(d.Error, "\uFFFD"), d.RecordTime
-			if raws[i] == nil {
-				raws[i] = []byte{}
+		err := s.landFast(ctx, tx)
+		switch {
+		case err == nil:
+			for _, r := range b.Readings {
+				c := landed[r.Partition]
+				c.Inserted++
+				if r.Reasons != nil {
+					c.Anomalies++
+				}
+				landed[r.Partition] = c
 			}
+		case errors.Is(err, errFastPathConflicts):
+			if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT land`); err != nil {
+				return nil, fmt.Errorf("stream batch: %w", err)
+			}
+			rows, err := tx.Query(ctx, landSQL, s.topic)
+			if err != nil {
+				return nil, fmt.Errorf("stream batch: land readings: %w", err)
+			}
+			var p int32
+			var inserted, flagged int64
+			if _, err := pgx.ForEachRow(rows, []any{&p, &inserted, &flagged}, func() error {
+				landed[p] = StreamCounters{Inserted: inserted, Anomalies: flagged}
+				return nil
+			}); err != nil {
+				return nil, fmt.Errorf("stream batch: land readings: %w", err)
+			}
+		default:
+			return nil, err
 		}
-		rows, err := tx.Query(ctx, deadLetterSQL, s.topic, parts, offs, keys, raws, reasons, errs, times)
-		if err != nil {
-			return nil, fmt.Errorf("stream batch: dead letters: %w", err)
-		}
-		var p int32
-		if _, err := pgx.ForEachRow(rows, []any{&p}, func() error { deadAdded[p]++; return nil }); err != nil {
-			return nil, fmt.Errorf("stream batch: dead letters: %w", err)
-		}
+	}
+	staged := map[int32]int64{}
+	for _, r := range b.Readings {
+		staged[r.Partition]++
 	}
 
-	n := len(b.Offsets)
-	out := make(map[int32]StreamCounters, n)
-	parts, epochs, expected, next := make([]int32, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	wms := make([]*time.Time, n)
-	records, inserted, dups, dead, anomalies := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
-	for i, o := range b.Offsets {
-		c := o.Counters
-		l := landed[o.Partition]
-		c.Inserted, c.Anomalies, c.DeadLetters = l.Inserted, l.Anomalies, deadAdded[o.Partition]
-		c.Duplicates += staged[o.Partition] - l.Inserted
-		out[o.Partition] = c
-		parts[i], epochs[i], expected[i], next[i] = o.Partition, o.Epoch, o.Expected, o.Next
-		if !o.Watermark.IsZero() {
-			wm := o.Watermark
-			wms[i] = &wm
-		}
-		records[i], inserted[i], dups[i], dead[i], anomalies[i] = c.Records, c.Inserted, c.Duplicates, c.DeadLetters, c.Anomalies
-	}
-	rows, err := tx.Query(ctx, advanceSQL, s.topic, parts, epochs, expected, next, wms, records, inserted, dups, dead, anomalies)
+	rows, err := tx.Query(ctx, advanceSQL, advanceArgs(s.topic, b, landed, staged)...)
 	if err != nil {
 		return nil, fmt.Errorf("stream batch: advance offsets: %w", err)
 	}
-	moved := map[int32]bool{}
+	moved := map[int32]int64{}
 	var p int32
-	if _, err := pgx.ForEachRow(rows, []any{&p}, func() error { moved[p] = true; return nil }); err != nil {
+	var dead int64
+	if _, err := pgx.ForEachRow(rows, []any{&p, &dead}, func() error { moved[p] = dead; return nil }); err != nil {
 		return nil, fmt.Errorf("stream batch: advance offsets: %w", err)
 	}
-	if len(moved) != n {
+	if len(moved) != len(b.Offsets) {
 		var fenced []string
 		for _, o := range b.Offsets {
-			if !moved[o.Partition] {
+			if _, ok := moved[o.Partition]; !ok {
 				fenced = append(fenced, fmt.Sprintf("%d (epoch %d, offset %d)", o.Partition, o.Epoch, o.Expected))
 			}
 		}
@@ -413,15 +436,92 @@ func (s *StreamSink) Commit(ctx context.Context, b *StreamBatch) (map[int32]Stre
 	if err := tx.Commit(ctx); err != nil {
 		return nil, fmt.Errorf("stream batch: commit: %w", err)
 	}
+	for _, r := range b.Readings {
+		if w := window.Start(r.Time).UnixMicro(); w > s.lastWindow[r.DeviceID] {
+			s.lastWindow[r.DeviceID] = w
+		}
+	}
+	out := make(map[int32]StreamCounters, len(b.Offsets))
+	for _, o := range b.Offsets {
+		c := o.Counters
+		l := landed[o.Partition]
+		c.Inserted, c.Anomalies, c.DeadLetters = l.Inserted, l.Anomalies, moved[o.Partition]
+		c.Duplicates += staged[o.Partition] - l.Inserted
+		out[o.Partition] = c
+	}
 	return out, nil
 }
 
+// landFast runs the fast path; errFastPathConflicts means the batch must
+// roll back to the savepoint and take landSQL.
+func (s *StreamSink) landFast(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, fastReadingsSQL); err != nil {
+		return fastPathError("insert readings", err)
+	}
+	batch := &pgx.Batch{}
+	batch.Queue(fastNewWindowsSQL)
+	batch.Queue(fastMergeWindowsSQL)
+	batch.Queue(fastAnomaliesSQL, s.topic)
+	br := tx.SendBatch(ctx, batch)
+	for _, what := range []string{"insert windows", "merge windows", "insert anomalies"} {
+		if _, err := br.Exec(); err != nil {
+			br.Close()
+			return fastPathError(what, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fastPathError("windows", err)
+	}
+	return nil
+}
+
+func fastPathError(what string, err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23505" { // unique_violation
+		return errFastPathConflicts
+	}
+	return fmt.Errorf("stream batch: %s: %w", what, err)
+}
+
+func advanceArgs(topic string, b *StreamBatch, landed map[int32]StreamCounters, staged map[int32]int64) []any {
+	n := len(b.Offsets)
+	parts, epochs, expected, next := make([]int32, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	wms := make([]*time.Time, n)
+	records, inserted, dups, anomalies := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, o := range b.Offsets {
+		l := landed[o.Partition]
+		parts[i], epochs[i], expected[i], next[i] = o.Partition, o.Epoch, o.Expected, o.Next
+		if !o.Watermark.IsZero() {
+			wm := o.Watermark
+			wms[i] = &wm
+		}
+		records[i], inserted[i], anomalies[i] = o.Counters.Records, l.Inserted, l.Anomalies
+		dups[i] = o.Counters.Duplicates + staged[o.Partition] - l.Inserted
+	}
+	m := len(b.DeadLetters)
+	dParts, dOffs := make([]int32, m), make([]int64, m)
+	keys, raws := make([][]byte, m), make([][]byte, m)
+	reasons, errs, times := make([]string, m), make([]string, m), make([]time.Time, m)
+	for i, d := range b.DeadLetters {
+		dParts[i], dOffs[i], keys[i], raws[i] = d.Partition, d.Offset, d.Key, d.Raw
+		reasons[i], errs[i], times[i] = d.Reason, strings.ToValidUTF8(d.Error, "\uFFFD"), d.RecordTime
+		if raws[i] == nil {
+			raws[i] = []byte{}
+		}
+	}
+	return []any{topic, parts, epochs, expected, next, wms, records, inserted, dups, anomalies,
+		dParts, dOffs, keys, raws, reasons, errs, times}
+}
+
 // stageSource feeds the batch's readings to COPY, reusing one row buffer
-// (pgx encodes each row before asking for the next).
+// (pgx encodes each row before asking for the next). A reading is marked
+// merge when its window is not later than the last window its device
+// committed through this sink: that window may be stored already.
 type stageSource struct {
-	rows []StreamReading
-	i    int
-	row  [8]any
+	rows       []StreamReading
+	i          int
+	row        [9]any
+	lastWindow map[string]int64
 }
 
 func (s *stageSource) Next() bool {
@@ -443,6 +543,8 @@ func (s *stageSource) Values() ([]any, error) {
 	} else {
 		s.row[7] = nil
 	}
+	last, seen := s.lastWindow[r.DeviceID]
+	s.row[8] = seen && window.Start(r.Time).UnixMicro() <= last
 	return s.row[:], nil
 }
 

@@ -155,3 +155,61 @@ func TestStreamCommitIsIdempotent(t *testing.T) {
 		}
 	}
 }
+
+// TestStreamCommitMergesWindowsAcrossBatches: windows that span batches
+// are merged whichever path a batch takes: the fast path (windows known to
+// be new are inserted, the device's latest window merged) and, for a new
+// sink that does not know what is stored, the fall-back path.
+func TestStreamCommitMergesWindowsAcrossBatches(t *testing.T) {
+	t.Parallel()
+	s := testenv.Databases(t)
+	ctx := context.Background()
+	t0 := time.Date(2026, 11, 28, 14, 0, 0, 0, time.UTC)
+	r := func(p int32, off int64, sec int, v float64) store.StreamReading {
+		return store.StreamReading{Partition: p, Offset: off, Reading: reading.Reading{DeviceID: "TEMP-001", Time: t0.Add(time.Duration(sec) * time.Second), Value: v, ValueValid: true}}
+	}
+	commit := func(sink *store.StreamSink, epoch, expected int64, readings ...store.StreamReading) {
+		t.Helper()
+		last := readings[len(readings)-1]
+		b := &store.StreamBatch{Readings: readings, Offsets: []store.OffsetAdvance{{Partition: 0, Epoch: epoch, Expected: expected,
+			Next: last.Offset + 1, Watermark: last.Time, Counters: store.StreamCounters{Records: int64(len(readings))}}}}
+		got, err := sink.Commit(ctx, b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := (store.StreamCounters{Records: int64(len(readings)), Inserted: int64(len(readings))}); got[0] != want {
+			t.Errorf("counters %+v, want %+v", got[0], want)
+		}
+	}
+	first, err := store.OpenStreamSink(ctx, s.Timescale, fenceTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer first.Close(ctx)
+	c, err := first.Claim(ctx, []int32{0}, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(first, c[0].Epoch, 0, r(0, 0, 10, 20.5), r(0, 1, 20, 21.25))
+	commit(first, c[0].Epoch, 2, r(0, 2, 30, 19.75), r(0, 3, 65, 22))
+	second, err := store.OpenStreamSink(ctx, s.Timescale, fenceTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer second.Close(ctx)
+	c, err = second.Claim(ctx, []int32{0}, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit(second, c[0].Epoch, 4, r(0, 4, 90, 23.5), r(0, 5, 125, 24))
+
+	var got string
+	if err := s.Timescale.QueryRow(ctx, `SELECT string_agg(concat_ws(',', to_char(window_start AT TIME ZONE 'UTC', 'HH24:MI'), reading_count, value_count,
+		trim_scale(value_sum), trim_scale(value_sum_sq), value_min, value_max), ' ' ORDER BY window_start) FROM public.sensor_readings_stream_agg`).Scan(&got); err != nil {
+		t.Fatal(err)
+	}
+	want := "14:00,3,3,61.5,1261.875,19.75,21.25 14:01,2,2,45.5,1036.25,22,23.5 14:02,1,1,24,576,24,24"
+	if got != want {
+		t.Errorf("windows = %q, want %q", got, want)
+	}
+}
