@@ -1,10 +1,12 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -478,4 +480,36 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("condition not reached in 20s")
+}
+
+// TestLeaseDebugEchoesRecords: in debug mode every decoded record and every
+// dead letter is echoed to the log, and the batch is written as usual.
+func TestLeaseDebugEchoesRecords(t *testing.T) {
+	t.Parallel()
+	f := newLeaseFixture(t, 1, "TEMP-001")
+	f.produce(
+		msg{0, readingJSON("TEMP-001", 0, "20"), time.Time{}},
+		msg{0, readingJSON("TEMP-001", time.Second, "20.01"), time.Time{}},
+		msg{0, `{"device_id":`, time.Time{}},
+		msg{0, readingJSON("TEMP-001", 2*time.Second, "20.02"), time.Time{}},
+	)
+	var logs bytes.Buffer
+	log := slog.New(slog.NewTextHandler(&logs, nil))
+	res, err := f.lease(LeaseInput{Partitions: []int32{0}, Duration: time.Minute, MaxBatchWait: 10 * time.Second, Debug: true, DrainTo: map[int32]int64{0: 4}}, leaseHooks{log: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Partitions[0].Counters != (store.StreamCounters{Records: 4, Inserted: 3, DeadLetters: 1}) {
+		t.Errorf("counters = %+v", res.Partitions[0].Counters)
+	}
+	out := logs.String()
+	if n := strings.Count(out, `msg="stream record"`); n != 3 {
+		t.Errorf("%d records echoed, want 3:\n%s", n, out)
+	}
+	if n := strings.Count(out, `msg="stream dead letter" partition=0 offset=2 reason=not_json`); n != 1 {
+		t.Errorf("%d dead letters echoed, want 1:\n%s", n, out)
+	}
+	if !strings.Contains(out, `msg="stream record" partition=0 offset=1 device_id=TEMP-001 time=2026-11-28T14:00:01.000Z battery=87.5 rssi=-61 value=20.01`) {
+		t.Errorf("record 1 not echoed with its fields:\n%s", out)
+	}
 }
