@@ -158,7 +158,8 @@ type StreamSink struct {
 // The staging table is ON COMMIT DELETE ROWS: every batch starts empty
 // without a TRUNCATE round trip, and a rolled-back batch leaves nothing.
 // reasons holds the transform's anomaly reasons (NULL: none); merge marks
-// readings whose window may already be stored.
+// readings whose window may already be stored; single marks readings that
+// are alone in their window in the batch.
 const createStreamStage = `CREATE TEMP TABLE IF NOT EXISTS stream_stage (
 	partition integer          NOT NULL,
 	"offset"  bigint           NOT NULL,
@@ -168,10 +169,11 @@ const createStreamStage = `CREATE TEMP TABLE IF NOT EXISTS stream_stage (
 	battery   double precision,
 	rssi      integer,
 	reasons   text[],
-	merge     boolean          NOT NULL
+	merge     boolean          NOT NULL,
+	single    boolean          NOT NULL
 ) ON COMMIT DELETE ROWS`
 
-var streamStageColumns = []string{"partition", "offset", "time", "device_id", "value", "battery", "rssi", "reasons", "merge"}
+var streamStageColumns = []string{"partition", "offset", "time", "device_id", "value", "battery", "rssi", "reasons", "merge", "single"}
 
 // OpenStreamSink opens a connection of its own (not one of the pool's, so
 // long-lived leases never starve the batch activities) with the pool's
@@ -328,7 +330,14 @@ const (
 )
 
 var (
-	fastNewWindowsSQL    = `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE NOT merge")
+	// A window with one reading in the batch needs no aggregation (the
+	// common case of devices reporting about once a minute).
+	fastNewSingleWindowsSQL = `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + `
+	SELECT w, w + interval '1 minute', device_id, 1, (value IS NOT NULL)::int, coalesce(v, 0), coalesce(v * v, 0),
+	       value, value, (reasons IS NOT NULL)::int, now()
+	FROM (SELECT date_bin(interval '1 minute', time, timestamptz '2000-01-01 00:00:00+00') AS w, value::numeric AS v, * FROM stream_stage) l
+	WHERE NOT merge AND single`
+	fastNewWindowsSQL    = `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE NOT merge AND NOT single")
 	fastMergeWindowsSQL  = `INSERT INTO public.sensor_readings_stream_agg AS a ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE merge") + "\n" + mergeWindows
 	errFastPathConflicts = errors.New("stored readings or windows in the batch")
 )
@@ -373,7 +382,11 @@ func (s *StreamSink) Commit(ctx context.Context, b *StreamBatch) (map[int32]Stre
 	// landed: per partition, readings inserted and flagged among them.
 	landed := map[int32]StreamCounters{}
 	if len(b.Readings) > 0 {
-		src := &stageSource{rows: b.Readings, i: -1, lastWindow: s.lastWindow}
+		perWindow := make(map[windowKey]int, len(b.Readings))
+		for _, r := range b.Readings {
+			perWindow[windowKey{r.DeviceID, window.Start(r.Time).UnixMicro()}]++
+		}
+		src := &stageSource{rows: b.Readings, i: -1, lastWindow: s.lastWindow, perWindow: perWindow}
 		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stream_stage"}, streamStageColumns, src); err != nil {
 			return nil, fmt.Errorf("stream batch: stage readings: %w", err)
 		}
@@ -459,11 +472,12 @@ func (s *StreamSink) landFast(ctx context.Context, tx pgx.Tx) error {
 		return fastPathError("insert readings", err)
 	}
 	batch := &pgx.Batch{}
+	batch.Queue(fastNewSingleWindowsSQL)
 	batch.Queue(fastNewWindowsSQL)
 	batch.Queue(fastMergeWindowsSQL)
 	batch.Queue(fastAnomaliesSQL, s.topic)
 	br := tx.SendBatch(ctx, batch)
-	for _, what := range []string{"insert windows", "merge windows", "insert anomalies"} {
+	for _, what := range []string{"insert windows", "insert windows", "merge windows", "insert anomalies"} {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return fastPathError(what, err)
@@ -516,12 +530,20 @@ func advanceArgs(topic string, b *StreamBatch, landed map[int32]StreamCounters, 
 // stageSource feeds the batch's readings to COPY, reusing one row buffer
 // (pgx encodes each row before asking for the next). A reading is marked
 // merge when its window is not later than the last window its device
-// committed through this sink: that window may be stored already.
+// committed through this sink (that window may be stored already), and
+// single when no other reading of the batch shares its window.
 type stageSource struct {
 	rows       []StreamReading
 	i          int
-	row        [9]any
+	row        [10]any
 	lastWindow map[string]int64
+	perWindow  map[windowKey]int
+}
+
+// windowKey identifies a window of a device (start in Unix µs).
+type windowKey struct {
+	device string
+	start  int64
 }
 
 func (s *stageSource) Next() bool {
@@ -543,8 +565,10 @@ func (s *stageSource) Values() ([]any, error) {
 	} else {
 		s.row[7] = nil
 	}
+	start := window.Start(r.Time).UnixMicro()
 	last, seen := s.lastWindow[r.DeviceID]
-	s.row[8] = seen && window.Start(r.Time).UnixMicro() <= last
+	s.row[8] = seen && start <= last
+	s.row[9] = s.perWindow[windowKey{r.DeviceID, start}] == 1
 	return s.row[:], nil
 }
 

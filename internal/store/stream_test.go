@@ -158,8 +158,9 @@ func TestStreamCommitIsIdempotent(t *testing.T) {
 
 // TestStreamCommitMergesWindowsAcrossBatches: windows that span batches
 // are merged whichever path a batch takes: the fast path (windows known to
-// be new are inserted, the device's latest window merged) and, for a new
-// sink that does not know what is stored, the fall-back path.
+// be new are inserted, with or without aggregation, a window without a
+// value included; the device's latest window merged) and, for a new sink
+// that does not know what is stored, the fall-back path.
 func TestStreamCommitMergesWindowsAcrossBatches(t *testing.T) {
 	t.Parallel()
 	s := testenv.Databases(t)
@@ -191,7 +192,9 @@ func TestStreamCommitMergesWindowsAcrossBatches(t *testing.T) {
 		t.Fatal(err)
 	}
 	commit(first, c[0].Epoch, 0, r(0, 0, 10, 20.5), r(0, 1, 20, 21.25))
-	commit(first, c[0].Epoch, 2, r(0, 2, 30, 19.75), r(0, 3, 65, 22))
+	null := r(0, 4, 185, 0)
+	null.ValueValid = false
+	commit(first, c[0].Epoch, 2, r(0, 2, 30, 19.75), r(0, 3, 65, 22), null)
 	second, err := store.OpenStreamSink(ctx, s.Timescale, fenceTopic)
 	if err != nil {
 		t.Fatal(err)
@@ -201,14 +204,14 @@ func TestStreamCommitMergesWindowsAcrossBatches(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	commit(second, c[0].Epoch, 4, r(0, 4, 90, 23.5), r(0, 5, 125, 24))
+	commit(second, c[0].Epoch, 5, r(0, 5, 90, 23.5), r(0, 6, 125, 24))
 
 	var got string
 	if err := s.Timescale.QueryRow(ctx, `SELECT string_agg(concat_ws(',', to_char(window_start AT TIME ZONE 'UTC', 'HH24:MI'), reading_count, value_count,
 		trim_scale(value_sum), trim_scale(value_sum_sq), value_min, value_max), ' ' ORDER BY window_start) FROM public.sensor_readings_stream_agg`).Scan(&got); err != nil {
 		t.Fatal(err)
 	}
-	want := "14:00,3,3,61.5,1261.875,19.75,21.25 14:01,2,2,45.5,1036.25,22,23.5 14:02,1,1,24,576,24,24"
+	want := "14:00,3,3,61.5,1261.875,19.75,21.25 14:01,2,2,45.5,1036.25,22,23.5 14:02,1,1,24,576,24,24 14:03,1,0,0,0"
 	if got != want {
 		t.Errorf("windows = %q, want %q", got, want)
 	}
