@@ -22,12 +22,13 @@ import (
 )
 
 // BenchmarkLeaseIngest measures the exactly-once consume path against its
-// ceiling on this machine, in one run: MESSAGES (default 200,000) readings
+// ceiling on this machine, in one run: $MESSAGES (default 200,000) readings
 // of a 1000-device fleet, one minute apart per device, on 6 partitions;
 //   - ceiling: the records fetched, decoded and COPYed into an empty copy
 //     of sensor_readings in one COPY;
 //   - ingest: 3 drain leases in parallel (runLease, no Temporal), each
-//     micro-batch one transaction with windows, anomalies and offsets.
+//     micro-batch ($BATCH records, default 5000) one transaction with
+//     windows, anomalies and offsets.
 //
 // Run it alone, once:
 //
