@@ -9,6 +9,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
@@ -28,8 +29,9 @@ type Batch struct {
 	Params    transform.Params
 	Log       *slog.Logger
 
-	// FlushRows is how many transformed rows a shard commits at once
-	// (at a device boundary); 0 means 50,000.
+	// FlushRows is how many transformed rows a shard buffers before it
+	// copies them to staging; 0 means 20,000. Output is committed at the
+	// first device boundary after that.
 	FlushRows int
 }
 
@@ -69,8 +71,12 @@ func keepAlive(ctx context.Context, interval time.Duration, details ...any) (sto
 	return func() { close(done) }
 }
 
-// StartRun records the run in dwh.etl_runs.
+// StartRun records the run in dwh.etl_runs and creates its staging
+// partitions.
 func (b *Batch) StartRun(ctx context.Context, in StartRunInput) error {
+	if err := store.CreateStaging(ctx, b.Timescale, in.Run.RunKey); err != nil {
+		return classify(err)
+	}
 	return classify(store.StartRun(ctx, b.Timescale, store.RunStart{
 		RunID: in.Run.RunID, WorkflowID: in.Run.WorkflowID, From: in.Window.Start, To: in.Window.End,
 		TestMode: in.TestMode, DeviceFilter: in.DeviceFilter, StartedAt: in.StartedAt,
@@ -125,6 +131,8 @@ func (b *Batch) ExtractReadings(ctx context.Context, in ExtractReadingsInput) (E
 
 // RecordRejects records the staged readings that cannot be enriched.
 func (b *Batch) RecordRejects(ctx context.Context, in RejectsInput) (RejectsResult, error) {
+	stop := keepAlive(ctx, 5*time.Second)
+	defer stop()
 	by, err := store.RecordRejects(ctx, b.Timescale, in.Run.RunKey, in.Run.RunID, in.Window.Start, in.Window.End)
 	if err != nil {
 		return RejectsResult{}, classify(err)
@@ -161,63 +169,101 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 	}
 	flushRows := b.FlushRows
 	if flushRows <= 0 {
-		flushRows = 50_000
+		flushRows = 20_000
 	}
 	from := in.Window.Start.Add(-in.Lookback)
 	var (
-		buf     [][]any
+		buf     = make([]transform.Enriched, 0, flushRows)
+		tx      pgx.Tx
 		pending TransformTotal // since the last commit
 	)
-	flush := func(lastDevice string) error {
-		tx, err := b.Timescale.Begin(ctx)
-		if err != nil {
-			return err
+	defer func() {
+		if tx != nil {
+			tx.Rollback(context.WithoutCancel(ctx))
 		}
-		defer tx.Rollback(ctx)
-		if len(buf) > 0 {
-			if _, err := store.CopyEnriched(ctx, tx, buf); err != nil {
+	}()
+	// copyBuf moves the buffered rows into the open transaction.
+	copyBuf := func() error {
+		if len(buf) == 0 {
+			return nil
+		}
+		if tx == nil {
+			var err error
+			if tx, err = b.Timescale.Begin(ctx); err != nil {
 				return err
 			}
 		}
-		if err := tx.Commit(ctx); err != nil {
+		if _, err := store.CopyEnriched(ctx, tx, in.Run.RunKey, in.Shard, buf); err != nil {
 			return err
+		}
+		buf = buf[:0]
+		return nil
+	}
+	// commit makes everything up to lastDevice durable and heartbeats it.
+	commit := func(lastDevice string) error {
+		if err := copyBuf(); err != nil {
+			return err
+		}
+		if tx != nil {
+			if err := tx.Commit(ctx); err != nil {
+				return err
+			}
+			tx = nil
 		}
 		p.LastDevice = lastDevice
 		p.Totals.Devices += pending.Devices
 		p.Totals.Rows += pending.Rows
 		p.Totals.Anomalies += pending.Anomalies
 		p.Totals.QualitySum += pending.QualitySum
-		pending, buf = TransformTotal{}, buf[:0]
+		pending = TransformTotal{}
 		activity.RecordHeartbeat(ctx, p)
 		return nil
 	}
 	for i, d := range devices {
 		state := transform.NewDeviceState(d.Device, d.Type, d.Location, params)
-		err := store.EachStagedReading(ctx, b.Timescale, in.Run.RunKey, d.Device.ID, from, in.Window.End, func(r reading.Reading) error {
-			e := state.Push(r)
-			if r.Time.Before(in.Window.Start) {
+		// A device is read a day at a time, and the buffer is copied only
+		// between pages: a read never holds a connection while the copy
+		// waits for another, however many shards share the pool.
+		for pageFrom := from; pageFrom.Before(in.Window.End); pageFrom = pageFrom.Add(transformPage) {
+			pageTo := pageFrom.Add(transformPage)
+			if pageTo.After(in.Window.End) {
+				pageTo = in.Window.End
+			}
+			err := store.EachStagedReading(ctx, b.Timescale, in.Run.RunKey, d.Device.ID, pageFrom, pageTo, func(r reading.Reading) error {
+				e := state.Push(r)
+				if r.Time.Before(in.Window.Start) {
+					return nil
+				}
+				buf = append(buf, e)
+				pending.Rows++
+				pending.QualitySum += e.Quality
+				if e.Anomaly {
+					pending.Anomalies++
+				}
 				return nil
+			})
+			if err != nil {
+				return p.Totals, classify(fmt.Errorf("transform %s: %w", d.Device.ID, err))
 			}
-			buf = append(buf, store.EnrichedRow(in.Run.RunKey, in.Shard, &e))
-			pending.Rows++
-			pending.QualitySum += e.Quality
-			if e.Anomaly {
-				pending.Anomalies++
+			if len(buf) >= flushRows {
+				if err := copyBuf(); err != nil {
+					return p.Totals, classify(fmt.Errorf("write transform output: %w", err))
+				}
 			}
-			return nil
-		})
-		if err != nil {
-			return p.Totals, classify(err)
 		}
 		pending.Devices++
-		if len(buf) >= flushRows || i == len(devices)-1 {
-			if err := flush(d.Device.ID); err != nil {
+		if pending.Rows >= int64(flushRows) || i == len(devices)-1 {
+			if err := commit(d.Device.ID); err != nil {
 				return p.Totals, classify(fmt.Errorf("write transform output: %w", err))
 			}
 		}
 	}
 	return p.Totals, nil
 }
+
+// transformPage is how much of one device's history Transform reads per
+// query.
+const transformPage = 24 * time.Hour
 
 // LoadDimensions applies staged devices (SCD2) and locations.
 func (b *Batch) LoadDimensions(ctx context.Context, in LoadDimensionsInput) (LoadDimensionsResult, error) {
@@ -261,6 +307,8 @@ func (b *Batch) RefreshAggregates(ctx context.Context, in RefreshAggregatesInput
 // FinishRun measures the window in the warehouse, scores anomaly detection
 // against the seeder's ground truth, and closes the run row.
 func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResult, error) {
+	stop := keepAlive(ctx, 5*time.Second)
+	defer stop()
 	fig, err := store.MeasureWindow(ctx, b.Timescale, in.Run.RunKey, in.Window.Start, in.Window.End)
 	if err != nil {
 		return FinishRunResult{}, classify(err)
@@ -316,7 +364,7 @@ func (b *Batch) scoreDetection(ctx context.Context, in FinishRunInput) (map[stri
 	return out, nil
 }
 
-// CleanupStaging drops the run's staging rows.
+// CleanupStaging drops the run's staging partitions.
 func (b *Batch) CleanupStaging(ctx context.Context, in CleanupInput) error {
 	return classify(store.DropStaging(ctx, b.Timescale, in.Run.RunKey))
 }

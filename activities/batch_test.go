@@ -37,7 +37,11 @@ func newBatchFixture(t *testing.T, devices int) *batchFixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &batchFixture{t: t, stack: s, run: RunRef{RunKey: "run-key", RunID: "run-id", WorkflowID: "wf"},
+	run := RunRef{RunKey: "run-key", RunID: "run-id", WorkflowID: "wf"}
+	if err := store.CreateStaging(context.Background(), s.Timescale, run.RunKey); err != nil {
+		t.Fatal(err)
+	}
+	return &batchFixture{t: t, stack: s, run: run,
 		b: &Batch{MySQL: s.MySQL, Locations: s.Locations, Timescale: s.Timescale, ExportDir: t.TempDir(), Params: transform.DefaultParams()}}
 }
 

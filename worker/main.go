@@ -73,7 +73,9 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 	}
 	log := logging.New(logOut, cfg.LogLevel, cfg.LogFormat)
 
-	p, err := openPools(ctx, cfg, log)
+	// Batch activities hold up to two connections each (a read and a copy
+	// or an export); the stream leases bring connections of their own.
+	p, err := openPools(ctx, cfg, log, int32(2**maxBatchActivities+4))
 	if err != nil {
 		return err
 	}
@@ -145,7 +147,7 @@ type pools struct {
 	timescale *pgxpool.Pool
 }
 
-func openPools(ctx context.Context, cfg *config.Config, log *slog.Logger) (pools, error) {
+func openPools(ctx context.Context, cfg *config.Config, log *slog.Logger, timescaleConns int32) (pools, error) {
 	var p pools
 	var err error
 	if p.mysql, err = store.OpenMySQL(ctx, cfg.MySQL); err != nil {
@@ -155,7 +157,7 @@ func openPools(ctx context.Context, cfg *config.Config, log *slog.Logger) (pools
 		p.close()
 		return p, err
 	}
-	if p.timescale, err = store.OpenPG(ctx, cfg.Timescale, log); err != nil {
+	if p.timescale, err = store.OpenPGPool(ctx, cfg.Timescale, log, timescaleConns); err != nil {
 		p.close()
 		return p, err
 	}

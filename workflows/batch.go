@@ -303,7 +303,7 @@ func (r *batchRun) extract(ctx workflow.Context) error {
 		return errors.Join(errs...)
 	}
 	var rejects activities.RejectsResult
-	if err := workflow.ExecuteActivity(shortActivity(ctx), a.RecordRejects, activities.RejectsInput{Run: r.ref, Window: r.window}).Get(ctx, &rejects); err != nil {
+	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.RecordRejects, activities.RejectsInput{Run: r.ref, Window: r.window}).Get(ctx, &rejects); err != nil {
 		return fmt.Errorf("record rejects: %w", err)
 	}
 	r.result.Rejects = rejects.Rejects
@@ -445,7 +445,7 @@ func (r *batchRun) finish(ctx workflow.Context, phase, status, errMsg string) er
 		Error: errMsg, FinishedAt: workflow.Now(ctx),
 	}
 	var fin activities.FinishRunResult
-	if err := workflow.ExecuteActivity(shortActivity(ctx), a.FinishRun, in).Get(ctx, &fin); err != nil {
+	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.FinishRun, in).Get(ctx, &fin); err != nil {
 		return fmt.Errorf("finish run: %w", err)
 	}
 	r.result.RowsLoaded, r.result.Anomalies, r.result.DQScore = fin.FactRows, fin.Anomalies, fin.DQScore

@@ -2,7 +2,9 @@ package store
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -206,20 +208,31 @@ func StageReadingsHour(ctx context.Context, ts *pgxpool.Pool, runKey string, fro
 
 // RecordRejects writes to dwh.etl_rejects every staged reading of the window
 // that cannot be enriched (device, type or location unknown) and counts them
-// by reason. Rerunning it writes nothing new.
+// by reason. Rerunning it writes nothing new. The unresolvable devices are
+// found first, from the staged devices, so the readings are only touched
+// for those.
 func RecordRejects(ctx context.Context, ts *pgxpool.Pool, runKey, runID string, from, to time.Time) (map[string]int64, error) {
+	if err := AnalyzeStaging(ctx, ts, runKey, stagingTables[:4]...); err != nil {
+		return nil, err
+	}
 	_, err := ts.Exec(ctx, `
+		WITH staged AS (
+		    SELECT DISTINCT device_id FROM staging.readings WHERE run_key = $1 AND time >= $2 AND time < $3
+		), bad AS (
+		    SELECT s.device_id,
+		           CASE WHEN d.device_id IS NULL THEN 'unknown_device'
+		                WHEN t.code IS NULL THEN 'unknown_device_type'
+		                ELSE 'unknown_location' END AS reason
+		    FROM staged s
+		    LEFT JOIN staging.devices d ON d.run_key = $1 AND d.device_id = s.device_id
+		    LEFT JOIN staging.device_types t ON t.run_key = $1 AND t.code = d.type_code
+		    LEFT JOIN staging.locations l ON l.run_key = $1 AND l.location_id = d.location_id
+		    WHERE d.device_id IS NULL OR t.code IS NULL OR l.location_id IS NULL
+		)
 		INSERT INTO dwh.etl_rejects (run_id, device_id, time, reason)
-		SELECT $4, r.device_id, r.time,
-		       CASE WHEN d.device_id IS NULL THEN 'unknown_device'
-		            WHEN t.code IS NULL THEN 'unknown_device_type'
-		            ELSE 'unknown_location' END
-		FROM staging.readings r
-		LEFT JOIN staging.devices d ON d.run_key = r.run_key AND d.device_id = r.device_id
-		LEFT JOIN staging.device_types t ON t.run_key = d.run_key AND t.code = d.type_code
-		LEFT JOIN staging.locations l ON l.run_key = d.run_key AND l.location_id = d.location_id
-		WHERE r.run_key = $1 AND r.time >= $2 AND r.time < $3
-		  AND (d.device_id IS NULL OR t.code IS NULL OR l.location_id IS NULL)
+		SELECT $4, r.device_id, r.time, bad.reason
+		FROM bad JOIN staging.readings r ON r.run_key = $1 AND r.device_id = bad.device_id
+		WHERE r.time >= $2 AND r.time < $3
 		ON CONFLICT DO NOTHING`, runKey, from, to, runID)
 	if err != nil {
 		return nil, fmt.Errorf("record rejects: %w", err)
@@ -235,12 +248,50 @@ func RecordRejects(ctx context.Context, ts *pgxpool.Pool, runKey, runID string, 
 	return out, err
 }
 
-// DropStaging deletes every staging row of runKey.
+// stagingTables are the staging tables, each partitioned by run_key.
+var stagingTables = []string{"device_types", "devices", "locations", "readings", "enriched"}
+
+// stagingPartition names the partition of table for runKey: a hash keeps
+// the name a valid identifier of bounded length whatever the key.
+func stagingPartition(table, runKey string) string {
+	sum := sha256.Sum256([]byte(runKey))
+	return pgx.Identifier{"staging", table + "_r" + hex.EncodeToString(sum[:8])}.Sanitize()
+}
+
+// CreateStaging creates the UNLOGGED staging partitions of runKey. It is
+// idempotent.
+func CreateStaging(ctx context.Context, ts *pgxpool.Pool, runKey string) error {
+	for _, t := range stagingTables {
+		_, err := ts.Exec(ctx, fmt.Sprintf("CREATE UNLOGGED TABLE IF NOT EXISTS %s PARTITION OF staging.%s FOR VALUES IN (%s)",
+			stagingPartition(t, runKey), t, quoteLiteral(runKey)))
+		if err != nil {
+			return fmt.Errorf("create staging %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// AnalyzeStaging refreshes the planner statistics of a run's staging
+// partitions after a bulk load.
+func AnalyzeStaging(ctx context.Context, ts *pgxpool.Pool, runKey string, tables ...string) error {
+	for _, t := range tables {
+		if _, err := ts.Exec(ctx, "ANALYZE "+stagingPartition(t, runKey)); err != nil {
+			return fmt.Errorf("analyze staging %s: %w", t, err)
+		}
+	}
+	return nil
+}
+
+// DropStaging drops a run's staging partitions: instant, whatever they hold.
 func DropStaging(ctx context.Context, ts *pgxpool.Pool, runKey string) error {
-	for _, t := range []string{"staging.enriched", "staging.readings", "staging.devices", "staging.device_types", "staging.locations"} {
-		if _, err := ts.Exec(ctx, "DELETE FROM "+t+" WHERE run_key = $1", runKey); err != nil {
+	for _, t := range stagingTables {
+		if _, err := ts.Exec(ctx, "DROP TABLE IF EXISTS "+stagingPartition(t, runKey)); err != nil {
 			return fmt.Errorf("drop staging %s: %w", t, err)
 		}
 	}
 	return nil
 }
+
+// quoteLiteral renders s as an SQL string literal (partition bounds cannot
+// be bind parameters).
+func quoteLiteral(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }

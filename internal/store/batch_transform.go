@@ -93,7 +93,7 @@ func EachStagedReading(ctx context.Context, ts *pgxpool.Pool, runKey, deviceID s
 }
 
 // EnrichedColumns are the columns of staging.enriched after run_key and
-// shard, in the order EnrichedRow renders them; the fact table has the same.
+// shard, in the order CopyEnriched writes them; the fact table has the same.
 var EnrichedColumns = []string{
 	"time", "device_id", "value", "battery", "rssi",
 	"device_type", "metric", "unit", "location_id", "site", "building", "floor", "zone",
@@ -101,8 +101,22 @@ var EnrichedColumns = []string{
 	"is_anomaly", "anomaly_reasons", "quality_score", "quality_flags",
 }
 
-// EnrichedRow renders e for COPY into staging.enriched.
-func EnrichedRow(runKey string, shard int, e *transform.Enriched) []any {
+// enrichedSource streams transform output into a COPY, rendering one row
+// at a time into a reused slice (pgx encodes each row before asking for the
+// next), so a batch costs its structs and nothing more.
+type enrichedSource struct {
+	runKey string
+	shard  int
+	rows   []transform.Enriched
+	i      int
+	vals   []any
+}
+
+func (s *enrichedSource) Next() bool { s.i++; return s.i <= len(s.rows) }
+func (s *enrichedSource) Err() error { return nil }
+
+func (s *enrichedSource) Values() ([]any, error) {
+	e := &s.rows[s.i-1]
 	var value, rollMean, rollStd, rollMin, rollMax, z any
 	if e.ValueValid {
 		value = e.Value
@@ -116,12 +130,12 @@ func EnrichedRow(runKey string, shard int, e *transform.Enriched) []any {
 			z = st.Z
 		}
 	}
-	return []any{runKey, shard,
+	s.vals = append(s.vals[:0], s.runKey, s.shard,
 		e.Time, e.DeviceID, value, e.Battery, e.RSSI,
 		e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building, e.Floor, e.Zone,
 		e.Rolling.Count, rollMean, rollStd, rollMin, rollMax, z,
-		e.Anomaly, e.Reasons, e.Quality, e.QualityFlags,
-	}
+		e.Anomaly, e.Reasons, e.Quality, e.QualityFlags)
+	return s.vals, nil
 }
 
 // ClearEnriched deletes the staged transform output of a shard for devices
@@ -132,8 +146,9 @@ func ClearEnriched(ctx context.Context, ts *pgxpool.Pool, runKey string, shard i
 	return err
 }
 
-// CopyEnriched writes rows to staging.enriched within tx.
-func CopyEnriched(ctx context.Context, tx pgx.Tx, rows [][]any) (int64, error) {
+// CopyEnriched writes one shard's transform output to staging.enriched
+// within tx.
+func CopyEnriched(ctx context.Context, tx pgx.Tx, runKey string, shard int, rows []transform.Enriched) (int64, error) {
 	cols := append([]string{"run_key", "shard"}, EnrichedColumns...)
-	return tx.CopyFrom(ctx, pgx.Identifier{"staging", "enriched"}, cols, pgx.CopyFromRows(rows))
+	return tx.CopyFrom(ctx, pgx.Identifier{"staging", "enriched"}, cols, &enrichedSource{runKey: runKey, shard: shard, rows: rows})
 }

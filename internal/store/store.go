@@ -23,9 +23,18 @@ import (
 
 // OpenPG opens a pool on the database p names and checks it answers.
 func OpenPG(ctx context.Context, p config.Postgres, log *slog.Logger) (*pgxpool.Pool, error) {
+	return OpenPGPool(ctx, p, log, 0)
+}
+
+// OpenPGPool is OpenPG with at most maxConns connections (0: pgx's
+// default, the larger of 4 and the number of CPUs).
+func OpenPGPool(ctx context.Context, p config.Postgres, log *slog.Logger, maxConns int32) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(p.URL())
 	if err != nil {
 		return nil, fmt.Errorf("postgres %s: %w", p, err)
+	}
+	if maxConns > 0 {
+		pc.MaxConns = maxConns
 	}
 	pc.ConnConfig.ConnectTimeout = 5 * time.Second
 	if log != nil {
