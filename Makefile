@@ -13,7 +13,7 @@ TEST_TIMEOUT ?= 30m
 
 export TEMPORAL_BIN := $(TEMPORAL)
 
-.PHONY: help tools build up down status migrate seed check summary worker-start worker-stop demo demo-batch test test-unit lint bench fmt clean
+.PHONY: help tools build up down status migrate seed check summary worker-start worker-stop demo demo-batch demo-stream test test-unit lint bench fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -65,7 +65,21 @@ worker-stop: ## stop the background worker
 demo-batch: build ## run the batch ETL over yesterday (UTC) and print its summary
 	$(BIN)/starter batch run --csv
 
-demo: up migrate seed check worker-start demo-batch summary ## run the demo on the local stack
+STREAM_RATE ?= 200
+
+demo-stream: build ## stream for about a minute: simulate, pause and resume, show status and counts
+	$(BIN)/starter stream start
+	$(BIN)/starter simulate --devices $(DEMO_DEVICES) --seed 42 --rate $(STREAM_RATE) --duration 30s --anomaly-ratio 0.01 --bad-ratio 0.01
+	$(BIN)/starter stream status --wait-caught-up 60s
+	$(BIN)/starter stream pause
+	@echo "--- paused: 15s of readings are published but not consumed (the lag grows) ---"
+	$(BIN)/starter simulate --devices $(DEMO_DEVICES) --seed 42 --rate $(STREAM_RATE) --duration 15s --anomaly-ratio 0.01 --bad-ratio 0.01
+	$(BIN)/starter stream status
+	$(BIN)/starter stream resume
+	$(BIN)/starter stream status --wait-caught-up 60s
+	$(BIN)/starter dlq ls --limit 5
+
+demo: up migrate seed check worker-start demo-batch demo-stream summary ## run the demo on the local stack
 
 test: tools ## unit and integration tests (real Temporal, PostgreSQL, MariaDB, kfake)
 	$(GO) vet ./...
@@ -88,6 +102,9 @@ bench-seed: ## seed 1000 devices x 7 days into throwaway databases; readings/s
 
 bench-batch: tools ## batch ETL over 1M and 10M readings vs the same transform in SQL; worker peak RSS
 	$(GO) run ./bench/batch
+
+bench-stream: ## exactly-once ingest of 2M messages vs a COPY ceiling and a naive consumer; latency at 10k msg/s
+	$(GO) run ./bench/stream
 
 fmt: ## gofmt the tree
 	gofmt -w .

@@ -135,6 +135,7 @@ func runStreamStatus(ctx context.Context, app *App, args []string) error {
 	topic := fs.String("topic", app.Cfg.Kafka.Topic, "Kafka topic of the stream")
 	watch := fs.Bool("watch", false, "refresh every 2s until Ctrl-C")
 	interval := fs.Duration("interval", 2*time.Second, "refresh interval of --watch")
+	caughtUp := fs.Duration("wait-caught-up", 0, "wait up to this long for a running stream with no lag on any partition, then print")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -143,6 +144,11 @@ func runStreamStatus(ctx context.Context, app *App, args []string) error {
 		return err
 	}
 	id := workflows.StreamWorkflowID(*topic)
+	if *caughtUp > 0 {
+		if err := waitCaughtUp(ctx, tc, id, *caughtUp); err != nil {
+			return err
+		}
+	}
 	clearScreen := *watch && isTerminal(app.Out)
 	for {
 		st, err := queryStreamStatus(ctx, tc, id)
@@ -170,6 +176,26 @@ func runStreamStatus(ctx context.Context, app *App, args []string) error {
 		}
 		if !clearScreen {
 			fmt.Fprintln(app.Out)
+		}
+	}
+}
+
+// waitCaughtUp polls the status query until the stream runs with every
+// partition consumed up to its high watermark.
+func waitCaughtUp(ctx context.Context, tc client.Client, id string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := queryStreamStatus(ctx, tc, id)
+		if err == nil && st.State == workflows.StreamRunning && st.Lag == 0 && len(st.Partitions) > 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stream %s not caught up after %s (last lag %d, state %s)", id, timeout, st.Lag, st.State)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Second):
 		}
 	}
 }

@@ -28,6 +28,7 @@ type summaryLine struct{ What, Where, Count string }
 var summarySections = []func(ctx context.Context, app *App) ([]summaryLine, error){
 	summarySources,
 	summaryWarehouse,
+	summaryStream,
 	summaryKafka,
 }
 
@@ -147,4 +148,19 @@ func summaryWarehouse(ctx context.Context, app *App) ([]summaryLine, error) {
 		lines = append(lines, summaryLine{"  feature files", *features, "features.parquet, manifest.json"})
 	}
 	return lines, nil
+}
+
+// summaryStream reports what the stream ETL has landed.
+func summaryStream(ctx context.Context, app *App) ([]summaryLine, error) {
+	ts, err := app.Timescale(ctx)
+	if err != nil {
+		return nil, err
+	}
+	where := app.Cfg.Timescale.String()
+	return []summaryLine{
+		{"Stream raw readings", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.sensor_readings WHERE source = 'stream'"))},
+		{"Stream 1-minute windows", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.sensor_readings_stream_agg"))},
+		{"Stream dead letters", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.stream_dead_letters"))},
+		{"Stream anomalies", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.stream_anomalies"))},
+	}, nil
 }
