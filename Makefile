@@ -65,11 +65,11 @@ worker-stop: ## stop the background worker
 demo-batch: build ## run the batch ETL over yesterday (UTC) and print its summary
 	$(BIN)/starter batch run --csv
 
-STREAM_RATE ?= 200
+STREAM_RATE ?= 50
 
 demo-stream: build ## stream for about a minute: simulate, pause and resume, show status and counts
 	$(BIN)/starter stream start
-	$(BIN)/starter simulate --devices $(DEMO_DEVICES) --seed 42 --rate $(STREAM_RATE) --duration 30s --anomaly-ratio 0.01 --bad-ratio 0.01
+	$(BIN)/starter simulate --devices $(DEMO_DEVICES) --seed 42 --rate $(STREAM_RATE) --duration 40s --anomaly-ratio 0.01 --bad-ratio 0.01
 	$(BIN)/starter stream status --wait-caught-up 60s
 	$(BIN)/starter stream pause
 	@echo "--- paused: 15s of readings are published but not consumed (the lag grows) ---"

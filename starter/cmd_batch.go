@@ -12,6 +12,7 @@ import (
 
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/iot-etl/iot-etl/workflows"
 )
@@ -146,7 +147,11 @@ func watchBatch(ctx context.Context, app *App, tc client.Client, run client.Work
 		select {
 		case err := <-done:
 			if err != nil {
-				return nil, fmt.Errorf("batch run %s: %w", run.GetID(), err)
+				var appErr *temporal.ApplicationError
+				if errors.As(err, &appErr) {
+					err = errors.New(appErr.Message())
+				}
+				return nil, fmt.Errorf("batch run %s failed (details in the Temporal UI: %s): %w", run.GetID(), runURL(app, run.GetID(), run.GetRunID()), err)
 			}
 			return &res, nil
 		case <-ctx.Done():

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"sort"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -14,6 +15,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-etl/iot-etl/activities"
+	"github.com/iot-etl/iot-etl/internal/kafka"
+	"github.com/iot-etl/iot-etl/internal/store"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -145,7 +149,7 @@ func runStreamStatus(ctx context.Context, app *App, args []string) error {
 	}
 	id := workflows.StreamWorkflowID(*topic)
 	if *caughtUp > 0 {
-		if err := waitCaughtUp(ctx, tc, id, *caughtUp); err != nil {
+		if err := waitCaughtUp(ctx, app, tc, id, *topic, *caughtUp); err != nil {
 			return err
 		}
 	}
@@ -162,10 +166,17 @@ func runStreamStatus(ctx context.Context, app *App, args []string) error {
 			}
 			return fmt.Errorf("query %s: %w", id, err)
 		}
+		live, lerr := liveLag(ctx, app, *topic)
+		if lerr == nil {
+			withLiveOffsets(&st, live)
+		}
 		if clearScreen {
 			fmt.Fprint(app.Out, "\033[H\033[2J")
 		}
 		printStreamStatus(app.Out, st, time.Now())
+		if lerr != nil {
+			fmt.Fprintf(app.Out, "(offsets and lag as last reported by the leases: %v)\n", lerr)
+		}
 		if !*watch || st.State == workflows.StreamStopped {
 			return nil
 		}
@@ -180,23 +191,97 @@ func runStreamStatus(ctx context.Context, app *App, args []string) error {
 	}
 }
 
-// waitCaughtUp polls the status query until the stream runs with every
-// partition consumed up to its high watermark.
-func waitCaughtUp(ctx context.Context, tc client.Client, id string, timeout time.Duration) error {
+// waitCaughtUp waits until the stream runs and the committed offsets in the
+// database (the truth, not the leases' last reports) reach the partitions'
+// high watermarks read from Kafka now.
+func waitCaughtUp(ctx context.Context, app *App, tc client.Client, id, topic string, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	lag, state := int64(-1), ""
 	for {
 		st, err := queryStreamStatus(ctx, tc, id)
-		if err == nil && st.State == workflows.StreamRunning && st.Lag == 0 && len(st.Partitions) > 0 {
-			return nil
+		if err == nil {
+			state = st.State
+			if live, lerr := liveLag(ctx, app, topic); lerr == nil {
+				lag = live.total
+				if st.State == workflows.StreamRunning && lag == 0 {
+					return nil
+				}
+			}
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("stream %s not caught up after %s (last lag %d, state %s)", id, timeout, st.Lag, st.State)
+			return fmt.Errorf("stream %s not caught up after %s (state %s, lag %d)", id, timeout, state, lag)
 		}
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Second):
+		case <-time.After(500 * time.Millisecond):
 		}
+	}
+}
+
+// liveOffsets are the committed offsets (database) and high watermarks
+// (Kafka) of a topic, read now.
+type liveOffsets struct {
+	committed map[int32]store.StreamOffset
+	high      map[int32]int64
+	total     int64 // summed lag
+}
+
+func liveLag(ctx context.Context, app *App, topic string) (liveOffsets, error) {
+	var l liveOffsets
+	ts, err := app.Timescale(ctx)
+	if err != nil {
+		return l, err
+	}
+	if l.committed, err = store.StreamOffsets(ctx, ts, topic); err != nil {
+		return l, err
+	}
+	cfg := app.Cfg.Kafka
+	cfg.Topic = topic
+	cl, err := kafka.NewClient(cfg, nil)
+	if err != nil {
+		return l, err
+	}
+	defer cl.Close()
+	if l.high, err = kafka.HighWatermarks(ctx, cl, topic); err != nil {
+		return l, err
+	}
+	for p, hw := range l.high {
+		if d := hw - l.committed[p].NextOffset; d > 0 {
+			l.total += d
+		}
+	}
+	return l, nil
+}
+
+// withLiveOffsets replaces the offsets of the status query, which are the
+// leases' last reports (none while paused), with the database's committed
+// offsets and Kafka's high watermarks, read now.
+func withLiveOffsets(st *workflows.StreamStatus, l liveOffsets) {
+	seen := map[int32]bool{}
+	for i := range st.Partitions {
+		p := &st.Partitions[i]
+		seen[p.Partition] = true
+		if c, ok := l.committed[p.Partition]; ok {
+			p.Consumed, p.NextOffset, p.Counters, p.Watermark, p.Epoch = true, c.NextOffset, c.Counters, c.Watermark, c.Epoch
+		}
+		if hw, ok := l.high[p.Partition]; ok {
+			p.HighWatermark = hw
+		}
+		p.Lag = max(0, p.HighWatermark-p.NextOffset)
+	}
+	for part, hw := range l.high {
+		if !seen[part] {
+			c, ok := l.committed[part]
+			st.Partitions = append(st.Partitions, activities.PartitionProgress{Partition: part, Consumed: ok, NextOffset: c.NextOffset,
+				HighWatermark: hw, Lag: max(0, hw-c.NextOffset), Counters: c.Counters, Watermark: c.Watermark, Epoch: c.Epoch})
+		}
+	}
+	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
+	st.Lag = l.total
+	st.Totals = store.StreamCounters{}
+	for _, p := range st.Partitions {
+		st.Totals.Add(p.Counters)
 	}
 }
 

@@ -210,8 +210,16 @@ func TestStreamCommands(t *testing.T) {
 	if strings.Contains(paused, "consuming") {
 		t.Errorf("a lease still consumes while paused:\n%s", paused)
 	}
+	// While paused, status reads the lag from Kafka and the database, not
+	// from the (stopped) leases' last reports.
+	c.produce(40, 0, 0)
+	if out := c.until(`: paused`, "stream", "status"); !strings.Contains(out, ", lag 40\n") {
+		t.Errorf("status while paused after 40 more messages:\n%s", out)
+	}
 	c.run("stream", "resume")
-	c.until(`: running`, "stream", "status")
+	if out := c.run("stream", "status", "--wait-caught-up", "60s"); !strings.Contains(out, ": running") || !strings.Contains(out, ", lag 0\n") || !strings.Contains(out, "records 355: inserted 340,") {
+		t.Errorf("status --wait-caught-up after resume:\n%s", out)
+	}
 
 	// --watch refreshes until Ctrl-C (here: the context ending).
 	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
@@ -225,11 +233,11 @@ func TestStreamCommands(t *testing.T) {
 	c.produce(60, 0, 0)
 	c.run("stream", "stop")
 	final := c.until(`: stopped`, "stream", "status")
-	if !strings.Contains(final, "records 375: inserted 360, duplicates 0, dead letters 15;") || !strings.Contains(final, ", lag 0\n") {
+	if !strings.Contains(final, "records 415: inserted 400, duplicates 0, dead letters 15;") || !strings.Contains(final, ", lag 0\n") {
 		t.Errorf("final status:\n%s", final)
 	}
-	if n := c.count(`SELECT count(*) FROM public.sensor_readings`); n != 360 {
-		t.Errorf("%d readings, want 360", n)
+	if n := c.count(`SELECT count(*) FROM public.sensor_readings`); n != 400 {
+		t.Errorf("%d readings, want 400", n)
 	}
 	if code, _, errOut := starter(t, c.env, "stream", "pause"); code != 1 || !strings.Contains(errOut, "no running stream "+c.id()) {
 		t.Errorf("pause after stop: exit %d, %q", code, errOut)

@@ -349,7 +349,7 @@ func (r *batchRun) loadUntilDone(ctx workflow.Context) (abandoned bool, err erro
 			return false, nil
 		}
 		r.enter(ctx, PhaseLoadFailed, 0)
-		r.progress.LoadError = brief(loadErr)
+		r.progress.LoadError = Brief(loadErr)
 		workflow.GetLogger(ctx).Error("load failed; waiting for retry-load or abandon", "error", loadErr)
 		if err := r.mark(ctx, "load_failed", r.progress.LoadError); err != nil {
 			return false, err
@@ -466,10 +466,15 @@ func (r *batchRun) fail(ctx workflow.Context, err error) error {
 	if temporal.IsCanceledError(err) {
 		status = "abandoned"
 	}
-	if ferr := r.finish(dctx, PhaseFailed, status, brief(err)); ferr != nil {
+	if ferr := r.finish(dctx, PhaseFailed, status, Brief(err)); ferr != nil {
 		workflow.GetLogger(ctx).Error("could not record the failure", "error", ferr)
 	}
-	return err
+	if temporal.IsCanceledError(err) {
+		return err
+	}
+	// The failure's message is the short account operators read first; the
+	// full chain stays attached as its cause.
+	return temporal.NewApplicationErrorWithCause(Brief(err), "BatchFailed", err)
 }
 
 func sortedKeys[V any](m map[int]V) []int {
@@ -481,10 +486,10 @@ func sortedKeys[V any](m map[int]V) []int {
 	return keys
 }
 
-// brief renders err for operators: the message of the activity's own error
+// Brief renders err for operators: the message of the activity's own error
 // (such as the PostgreSQL error of a load) with the workflow's context, not
 // the whole chain of Temporal wrappers around it.
-func brief(err error) string {
+func Brief(err error) string {
 	var parts []string
 	for _, e := range flatten(err) {
 		var appErr *temporal.ApplicationError

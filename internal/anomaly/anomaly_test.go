@@ -10,7 +10,10 @@ import (
 	"github.com/iot-etl/iot-etl/internal/quality"
 )
 
-var rules = anomaly.Rules{ZThreshold: 3, ValidMin: 0, ValidMax: 100, MaxRatePerMin: 10, StuckRun: 10, GapAfter: 3 * time.Minute}
+var (
+	rules   = anomaly.Rules{ZThreshold: 3, ValidMin: 0, ValidMax: 100, MaxRatePerMin: 10, StuckRun: 10, GapAfter: 3 * time.Minute}
+	floored = anomaly.Rules{ZThreshold: 3, ValidMin: 0, ValidMax: 100, MaxRatePerMin: 10, RateFloor: time.Minute, StuckRun: 10, GapAfter: 3 * time.Minute}
+)
 
 // steady is a reading one minute after a previous value of 50, z 0.
 func steady(change func(*anomaly.Observation)) anomaly.Observation {
@@ -41,6 +44,12 @@ func TestEvaluate(t *testing.T) {
 		{"rate above", rules, steady(func(o *anomaly.Observation) { o.Value = 60.5 }), []string{"rate_of_change"}},
 		{"rate exactly max", rules, steady(func(o *anomaly.Observation) { o.Value = 40 }), []string{}},
 		{"rate over 90 s", rules, steady(func(o *anomaly.Observation) { o.Value, o.SincePrevValue = 65, 90*time.Second }), []string{}},
+		// Without a floor, 2 in 10 s is 12/min; with the expected interval
+		// as floor it is 2 per interval, within the limit of 10.
+		{"fast cadence without floor", rules, steady(func(o *anomaly.Observation) { o.Value, o.SincePrevValue = 52, 10*time.Second }), []string{"rate_of_change"}},
+		{"fast cadence with floor", floored, steady(func(o *anomaly.Observation) { o.Value, o.SincePrevValue = 52, 10*time.Second }), []string{}},
+		{"fast cadence with floor, steep", floored, steady(func(o *anomaly.Observation) { o.Value, o.SincePrevValue = 60.5, 10*time.Second }), []string{"rate_of_change"}},
+		{"floor does not shorten longer spans", floored, steady(func(o *anomaly.Observation) { o.Value, o.SincePrevValue = 65, 90*time.Second }), []string{}},
 		{"rate without previous value", rules, steady(func(o *anomaly.Observation) { o.Value, o.HasPrevValue = 90, false }), []string{}},
 		{"stuck below run", rules, steady(func(o *anomaly.Observation) { o.Run = 9 }), []string{}},
 		{"stuck at run", rules, steady(func(o *anomaly.Observation) { o.Run = 10 }), []string{"stuck"}},

@@ -15,8 +15,13 @@ type Rules struct {
 	// ValidMin and ValidMax bound the physical range, bounds included;
 	// out_of_range is checked only when ValidMax > ValidMin.
 	ValidMin, ValidMax float64
-	// MaxRatePerMin: rate_of_change fires when |v − prev| / minutes > MaxRatePerMin.
+	// MaxRatePerMin: rate_of_change fires when |v − prev| / minutes > MaxRatePerMin,
+	// where minutes is the time since the previous value, but at least
+	// RateFloor: readings closer together than the device's expected
+	// interval may still differ by what one interval allows, so sensor
+	// noise at a fast cadence is not read as a steep rate.
 	MaxRatePerMin float64
+	RateFloor     time.Duration
 	// StuckRun: stuck fires on the StuckRun-th and later identical consecutive value.
 	StuckRun int
 	// GapAfter: gap fires when the time since the previous reading exceeds it
@@ -70,7 +75,7 @@ func (r Rules) Evaluate(o Observation) Reasons {
 	if o.HasPrevValue && r.MaxRatePerMin > 0 && o.SincePrevValue > 0 {
 		// Compare |Δ| with the allowed change rather than dividing, so that
 		// a change of exactly MaxRatePerMin per minute is not a violation.
-		minutes := float64(o.SincePrevValue) / float64(time.Minute)
+		minutes := float64(max(o.SincePrevValue, r.RateFloor)) / float64(time.Minute)
 		if math.Abs(o.Value-o.PrevValue) > r.MaxRatePerMin*minutes {
 			out |= RateOfChange
 		}

@@ -141,6 +141,7 @@ func NewDeviceState(dev reading.Device, typ reading.DeviceType, loc reading.Loca
 			ValidMin:      typ.ValidMin,
 			ValidMax:      typ.ValidMax,
 			MaxRatePerMin: typ.MaxRatePerMin,
+			RateFloor:     typ.ExpectedInterval,
 			StuckRun:      p.StuckRun,
 			GapAfter:      time.Duration(p.GapFactor * float64(typ.ExpectedInterval)),
 		},
