@@ -8,9 +8,11 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
+	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/kafka"
 	"github.com/iot-etl/iot-etl/internal/logging"
 	"github.com/iot-etl/iot-etl/internal/store"
 	"github.com/iot-etl/iot-etl/internal/temporalx"
@@ -28,6 +30,7 @@ type App struct {
 	locations *pgxpool.Pool
 	timescale *pgxpool.Pool
 	temporal  client.Client
+	kafka     *kgo.Client
 }
 
 func newApp(ctx context.Context, stdout, stderr io.Writer, env envconfig.Lookuper) (*App, error) {
@@ -94,8 +97,24 @@ func (a *App) Temporal(ctx context.Context) (client.Client, error) {
 	return a.temporal, nil
 }
 
+// Kafka returns a client for the configured brokers (admin look-ups; the
+// commands that produce or consume build their own).
+func (a *App) Kafka() (*kgo.Client, error) {
+	if a.kafka == nil {
+		cl, err := kafka.NewClient(a.Cfg.Kafka, nil)
+		if err != nil {
+			return nil, err
+		}
+		a.kafka = cl
+	}
+	return a.kafka, nil
+}
+
 // Close releases whatever was opened.
 func (a *App) Close() {
+	if a.kafka != nil {
+		a.kafka.Close()
+	}
 	if a.mysql != nil {
 		a.mysql.Close()
 	}

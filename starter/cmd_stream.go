@@ -236,13 +236,10 @@ func liveLag(ctx context.Context, app *App, topic string) (liveOffsets, error) {
 	if l.committed, err = store.StreamOffsets(ctx, ts, topic); err != nil {
 		return l, err
 	}
-	cfg := app.Cfg.Kafka
-	cfg.Topic = topic
-	cl, err := kafka.NewClient(cfg, nil)
+	cl, err := app.Kafka()
 	if err != nil {
 		return l, err
 	}
-	defer cl.Close()
 	if l.high, err = kafka.HighWatermarks(ctx, cl, topic); err != nil {
 		return l, err
 	}

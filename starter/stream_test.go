@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"math/rand/v2"
 	"regexp"
 	"strings"
@@ -51,7 +53,8 @@ func newStreamCLI(t *testing.T) *streamCLI {
 	tc := testenv.TemporalClient(t)
 	w := worker.New(tc, s.Config.Temporal.StreamTaskQueue, worker.Options{})
 	w.RegisterWorkflow(workflows.StreamIngestWorkflow)
-	w.RegisterActivity(&activities.Stream{Timescale: s.Timescale, MySQL: s.MySQL, Kafka: s.Config.Kafka, Config: s.Config.Stream})
+	w.RegisterActivity(&activities.Stream{Timescale: s.Timescale, MySQL: s.MySQL, Kafka: s.Config.Kafka, Config: s.Config.Stream,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +225,7 @@ func TestStreamCommands(t *testing.T) {
 	}
 
 	// --watch refreshes until Ctrl-C (here: the context ending).
-	ctx, cancel := context.WithTimeout(context.Background(), 2500*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	var watchOut, watchErr bytes.Buffer
 	code := run(ctx, []string{"stream", "status", "--watch", "--interval", "500ms"}, &watchOut, &watchErr, envconfig.MapLookuper(c.env))
 	cancel()
