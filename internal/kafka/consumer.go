@@ -21,7 +21,9 @@ const DefaultFetchMaxWait = 250 * time.Millisecond
 //
 // An offset below the partition's log start (the records were deleted by
 // retention) restarts at the log start; the skipped range is then lost,
-// as it would be for any consumer.
+// as it would be for any consumer. An offset past the partition's end (the
+// topic was deleted and created again, as a fresh dev broker does) also
+// restarts at the log start: the new topic's records are new data.
 func PartitionConsumerOptions(topic string, offsets map[int32]int64, maxWait time.Duration) []kgo.Opt {
 	if maxWait <= 0 {
 		maxWait = DefaultFetchMaxWait
