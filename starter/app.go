@@ -49,6 +49,17 @@ func newApp(ctx context.Context, stdout, stderr io.Writer, env envconfig.Lookupe
 	return &App{Cfg: cfg, Log: logging.New(stderr, cfg.LogLevel, cfg.LogFormat), Out: stdout, Err: stderr}, nil
 }
 
+// EnsureDatabases creates the three databases when they do not exist.
+func (a *App) EnsureDatabases(ctx context.Context) error {
+	if err := store.EnsureMySQLDatabase(ctx, a.Cfg.MySQL); err != nil {
+		return err
+	}
+	if err := store.EnsurePGDatabase(ctx, a.Cfg.Postgres); err != nil {
+		return err
+	}
+	return store.EnsurePGDatabase(ctx, a.Cfg.Timescale)
+}
+
 // MySQL opens the device registry.
 func (a *App) MySQL(ctx context.Context) (*sql.DB, error) {
 	if a.mysql == nil {

@@ -22,13 +22,7 @@ func runMigrate(ctx context.Context, app *App, args []string) error {
 		return err
 	}
 	cfg := app.Cfg
-	if err := store.EnsureMySQLDatabase(ctx, cfg.MySQL); err != nil {
-		return err
-	}
-	if err := store.EnsurePGDatabase(ctx, cfg.Postgres); err != nil {
-		return err
-	}
-	if err := store.EnsurePGDatabase(ctx, cfg.Timescale); err != nil {
+	if err := app.EnsureDatabases(ctx); err != nil {
 		return err
 	}
 	my, err := app.MySQL(ctx)

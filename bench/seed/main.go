@@ -9,8 +9,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
-	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -21,8 +19,6 @@ import (
 	"syscall"
 	"text/tabwriter"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/iot-etl/iot-etl/internal/benchutil"
 	"github.com/iot-etl/iot-etl/internal/config"
@@ -76,19 +72,6 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cfg.MySQL.Database = "iot_bench_seed_devices"
-	cfg.Postgres.Database = "iot_bench_seed_locations"
-	cfg.Timescale.Database = "iot_bench_seed_timeseries"
-	// A run killed earlier may have left its databases behind.
-	if err := dropDatabases(ctx, cfg); err != nil {
-		return err
-	}
-	defer func() {
-		if err := dropDatabases(context.WithoutCancel(ctx), cfg); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/seed: drop databases:", err)
-		}
-	}()
-
 	opts := simulate.DefaultOptions()
 	opts.Interval = *interval
 	to := time.Date(2026, 1, 12, 0, 0, 0, 0, time.UTC) // a fixed range: runs compare
@@ -102,32 +85,16 @@ func run(ctx context.Context) error {
 	}
 	genSeconds := time.Since(genStart).Seconds()
 
-	if err := store.EnsureMySQLDatabase(ctx, cfg.MySQL); err != nil {
+	stack, err := benchutil.OpenStack(ctx, cfg, "seed")
+	if err != nil {
 		return err
 	}
-	for _, p := range []config.Postgres{cfg.Postgres, cfg.Timescale} {
-		if err := store.EnsurePGDatabase(ctx, p); err != nil {
-			return err
+	defer func() {
+		if err := stack.Close(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/seed:", err)
 		}
-	}
-	my, err := store.OpenMySQL(ctx, cfg.MySQL)
-	if err != nil {
-		return err
-	}
-	defer my.Close()
-	loc, err := store.OpenPG(ctx, cfg.Postgres, nil)
-	if err != nil {
-		return err
-	}
-	defer loc.Close()
-	ts, err := store.OpenPG(ctx, cfg.Timescale, nil)
-	if err != nil {
-		return err
-	}
-	defer ts.Close()
-	if err := store.EnsureSchema(ctx, my, loc, ts, nil); err != nil {
-		return err
-	}
+	}()
+	my, loc, ts := stack.MySQL, stack.Locations, stack.Timescale
 
 	sum, err := store.Seed(ctx, my, loc, ts, store.SeedOptions{Seed: *seed, Devices: *devices, From: from, To: to, Sim: opts, Workers: *workers})
 	if err != nil {
@@ -208,29 +175,4 @@ func generateOnly(seed int64, devices int, from, to time.Time, opts simulate.Opt
 	close(jobs)
 	wg.Wait()
 	return total.Load(), nil
-}
-
-// dropDatabases drops the three bench databases if they exist.
-func dropDatabases(ctx context.Context, cfg *config.Config) error {
-	var errs []error
-	db, err := sql.Open("mysql", cfg.MySQL.ServerDSN())
-	if err == nil {
-		_, err = db.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+cfg.MySQL.Database+"`")
-		db.Close()
-	}
-	errs = append(errs, err)
-	for _, p := range []config.Postgres{cfg.Postgres, cfg.Timescale} {
-		errs = append(errs, dropPG(ctx, p))
-	}
-	return errors.Join(errs...)
-}
-
-func dropPG(ctx context.Context, p config.Postgres) error {
-	conn, err := pgx.Connect(ctx, p.URLFor("postgres"))
-	if err != nil {
-		return err
-	}
-	defer conn.Close(ctx)
-	_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{p.Database}.Sanitize()+" WITH (FORCE)")
-	return err
 }

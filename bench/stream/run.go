@@ -16,7 +16,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
@@ -25,7 +24,6 @@ import (
 	"github.com/iot-etl/iot-etl/internal/reading"
 	"github.com/iot-etl/iot-etl/internal/simulate"
 	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/migrations"
 )
 
 // The targets of the stream ingest (issue: stream ETL).
@@ -180,42 +178,17 @@ func run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	cfg.MySQL.Database = "iot_bench_stream_devices"
-	cfg.Timescale.Database = "iot_bench_stream_timeseries"
-	// A run killed earlier may have left its databases behind.
-	if err := dropDatabases(ctx, cfg); err != nil {
+	stack, err := benchutil.OpenStack(ctx, cfg, "stream")
+	if err != nil {
 		return err
 	}
 	defer func() {
-		if err := dropDatabases(context.WithoutCancel(ctx), cfg); err != nil {
-			fmt.Fprintln(os.Stderr, "bench/stream: drop databases:", err)
+		if err := stack.Close(context.WithoutCancel(ctx)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench/stream:", err)
 		}
 	}()
-	if err := store.EnsureMySQLDatabase(ctx, cfg.MySQL); err != nil {
-		return err
-	}
-	if err := store.EnsurePGDatabase(ctx, cfg.Timescale); err != nil {
-		return err
-	}
-	my, err := store.OpenMySQL(ctx, cfg.MySQL)
-	if err != nil {
-		return err
-	}
-	defer my.Close()
-	ts, err := store.OpenPG(ctx, cfg.Timescale, nil)
-	if err != nil {
-		return err
-	}
-	defer ts.Close()
-	if _, err := migrations.Up(ctx, migrations.MySQL, my, nil); err != nil {
-		return err
-	}
-	db := store.SQLDB(ts)
-	_, err = migrations.Up(ctx, migrations.Timeseries, db, nil)
-	db.Close()
-	if err != nil {
-		return err
-	}
+	my, ts := stack.MySQL, stack.Timescale
+	cfg = stack.Cfg
 	fleet := simulate.NewFleet(opts.seed, opts.devices)
 	if err := store.ReplaceDevices(ctx, my, fleet); err != nil {
 		return err
@@ -368,24 +341,6 @@ func printTable(w io.Writer, f Figures) {
 		l.TargetRate, l.AchievedRate, l.Seconds, l.Measured, l.Messages, l.P50ms, l.P90ms, l.P99ms, l.MaxMS, l.TxStartP50ms, l.TxStartP99ms)
 	fmt.Fprintf(w, "peak RSS %.0f MiB; leases %d, batch <= %d records / %.0f ms; TimescaleDB %v; load average %.1f at the start, %.1f at the end\n",
 		float64(f.PeakRSSKiB)/1024, f.Leases, f.MaxBatchRecords, f.MaxBatchWaitMS, f.TimescaleDB, f.LoadAvgStart, f.LoadAvgEnd)
-}
-
-// dropDatabases drops the bench databases if they exist.
-func dropDatabases(ctx context.Context, cfg *config.Config) error {
-	var errs []error
-	db, err := sql.Open("mysql", cfg.MySQL.ServerDSN())
-	if err == nil {
-		_, err = db.ExecContext(ctx, "DROP DATABASE IF EXISTS `"+cfg.MySQL.Database+"`")
-		db.Close()
-	}
-	errs = append(errs, err)
-	conn, err := pgx.Connect(ctx, cfg.Timescale.URLFor("postgres"))
-	if err == nil {
-		_, err = conn.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{cfg.Timescale.Database}.Sanitize()+" WITH (FORCE)")
-		conn.Close(ctx)
-	}
-	errs = append(errs, err)
-	return errors.Join(errs...)
 }
 
 // likeReadings creates an empty table with the columns, defaults, unique
