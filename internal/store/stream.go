@@ -18,6 +18,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iot-etl/iot-etl/internal/reading"
@@ -315,28 +316,10 @@ WITH inserted AS (
 )
 SELECT partition, count(*), count(*) FILTER (WHERE reasons IS NOT NULL) FROM landed GROUP BY partition`
 
-// The fast path, for a batch none of whose readings is stored yet (the
-// normal case): the same rows with less work. Plain inserts skip the
-// speculative insertion of ON CONFLICT, and windows that cannot exist yet
-// are inserted without merging. It runs in a savepoint; a unique violation
-// (a reading or window that was stored after all) rolls back to it and the
-// batch takes landSQL instead.
-const (
-	fastReadingsSQL = `SAVEPOINT land;
-	INSERT INTO public.sensor_readings (time, device_id, value, battery, rssi, source)
-	SELECT time, device_id, value, battery, rssi, 'stream' FROM stream_stage`
-	fastAnomaliesSQL = `INSERT INTO public.stream_anomalies (device_id, time, value, reasons, topic, partition, "offset")
-	SELECT device_id, time, value, reasons, $1, partition, "offset" FROM stream_stage WHERE reasons IS NOT NULL`
-)
-
+// The staged part of the fast path (landDirect): windows of several readings
+// of the batch that cannot exist yet are inserted without merging; windows
+// that may exist are merged.
 var (
-	// A window with one reading in the batch needs no aggregation (the
-	// common case of devices reporting about once a minute).
-	fastNewSingleWindowsSQL = `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + `
-	SELECT w, w + interval '1 minute', device_id, 1, (value IS NOT NULL)::int, coalesce(v, 0), coalesce(v * v, 0),
-	       value, value, (reasons IS NOT NULL)::int, now()
-	FROM (SELECT date_bin(interval '1 minute', time, timestamptz '2000-01-01 00:00:00+00') AS w, value::numeric AS v, * FROM stream_stage) l
-	WHERE NOT merge AND single`
 	fastNewWindowsSQL    = `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE NOT merge AND NOT single")
 	fastMergeWindowsSQL  = `INSERT INTO public.sensor_readings_stream_agg AS a ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE merge") + "\n" + mergeWindows
 	errFastPathConflicts = errors.New("stored readings or windows in the batch")
@@ -386,11 +369,16 @@ func (s *StreamSink) Commit(ctx context.Context, b *StreamBatch) (map[int32]Stre
 		for _, r := range b.Readings {
 			perWindow[windowKey{r.DeviceID, window.Start(r.Time).UnixMicro()}]++
 		}
-		src := &stageSource{rows: b.Readings, i: -1, lastWindow: s.lastWindow, perWindow: perWindow}
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stream_stage"}, streamStageColumns, src); err != nil {
-			return nil, fmt.Errorf("stream batch: stage readings: %w", err)
+		err := s.landDirect(ctx, tx, b.Readings, perWindow)
+		if errors.Is(err, errFastPathConflicts) {
+			// The general path works from the whole batch staged.
+			if _, rerr := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT land`); rerr != nil {
+				return nil, fmt.Errorf("stream batch: %w", rerr)
+			}
+			if serr := s.stage(ctx, tx, b.Readings, perWindow); serr != nil {
+				return nil, serr
+			}
 		}
-		err := s.landFast(ctx, tx)
 		switch {
 		case err == nil:
 			for _, r := range b.Readings {
@@ -402,9 +390,6 @@ func (s *StreamSink) Commit(ctx context.Context, b *StreamBatch) (map[int32]Stre
 				landed[r.Partition] = c
 			}
 		case errors.Is(err, errFastPathConflicts):
-			if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT land`); err != nil {
-				return nil, fmt.Errorf("stream batch: %w", err)
-			}
 			rows, err := tx.Query(ctx, landSQL, s.topic)
 			if err != nil {
 				return nil, fmt.Errorf("stream batch: land readings: %w", err)
@@ -465,19 +450,71 @@ func (s *StreamSink) Commit(ctx context.Context, b *StreamBatch) (map[int32]Stre
 	return out, nil
 }
 
-// landFast runs the fast path; errFastPathConflicts means the batch must
-// roll back to the savepoint and take landSQL.
-func (s *StreamSink) landFast(ctx context.Context, tx pgx.Tx) error {
-	if _, err := tx.Exec(ctx, fastReadingsSQL); err != nil {
-		return fastPathError("insert readings", err)
+// stage copies readings into the connection's staging table.
+func (s *StreamSink) stage(ctx context.Context, tx pgx.Tx, readings []StreamReading, perWindow map[windowKey]int) error {
+	src := &stageSource{rows: readings, i: -1, lastWindow: s.lastWindow, perWindow: perWindow}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"stream_stage"}, streamStageColumns, src); err != nil {
+		return fmt.Errorf("stream batch: stage readings: %w", err)
+	}
+	return nil
+}
+
+// landDirect is the fast path, for a batch of which nothing is stored yet
+// (the normal case): after a savepoint, the readings are copied straight
+// into sensor_readings, each window that is new and holds one reading of
+// the batch straight into the windows table (its sums computed here, as
+// PostgreSQL's float8-to-numeric cast would), and the flagged readings into
+// stream_anomalies. Only the readings of the other windows go through the
+// staging table to be aggregated or merged in SQL. A unique violation
+// (errFastPathConflicts) means part of the batch is already stored: the
+// caller rolls back to the savepoint and takes the general path.
+func (s *StreamSink) landDirect(ctx context.Context, tx pgx.Tx, readings []StreamReading, perWindow map[windowKey]int) error {
+	if _, err := tx.Exec(ctx, `SAVEPOINT land`); err != nil {
+		return fmt.Errorf("stream batch: %w", err)
+	}
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"public", "sensor_readings"},
+		[]string{"time", "device_id", "value", "battery", "rssi", "source"}, &readingsSource{rows: readings, i: -1}); err != nil {
+		return fastPathError("copy readings", err)
+	}
+	var singles, anomalies [][]any
+	var rest []StreamReading
+	for _, r := range readings {
+		start := window.Start(r.Time)
+		key := windowKey{r.DeviceID, start.UnixMicro()}
+		last, seen := s.lastWindow[r.DeviceID]
+		if merge := seen && key.start <= last; !merge && perWindow[key] == 1 {
+			singles = append(singles, singleWindow(r, start))
+		} else {
+			rest = append(rest, r)
+		}
+		if r.Reasons != nil {
+			anomalies = append(anomalies, []any{r.DeviceID, r.Time, nullableValue(r), r.Reasons, s.topic, r.Partition, r.Offset})
+		}
+	}
+	if len(singles) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"public", "sensor_readings_stream_agg"},
+			[]string{"window_start", "window_end", "device_id", "reading_count", "value_count", "value_sum", "value_sum_sq", "value_min", "value_max", "anomaly_count"},
+			pgx.CopyFromRows(singles)); err != nil {
+			return fastPathError("copy windows", err)
+		}
+	}
+	if len(anomalies) > 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{"public", "stream_anomalies"},
+			[]string{"device_id", "time", "value", "reasons", "topic", "partition", "offset"}, pgx.CopyFromRows(anomalies)); err != nil {
+			return fastPathError("copy anomalies", err)
+		}
+	}
+	if len(rest) == 0 {
+		return nil
+	}
+	if err := s.stage(ctx, tx, rest, perWindow); err != nil {
+		return err
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(fastNewSingleWindowsSQL)
 	batch.Queue(fastNewWindowsSQL)
 	batch.Queue(fastMergeWindowsSQL)
-	batch.Queue(fastAnomaliesSQL, s.topic)
 	br := tx.SendBatch(ctx, batch)
-	for _, what := range []string{"insert windows", "insert windows", "merge windows", "insert anomalies"} {
+	for _, what := range []string{"insert windows", "merge windows"} {
 		if _, err := br.Exec(); err != nil {
 			br.Close()
 			return fastPathError(what, err)
@@ -487,6 +524,46 @@ func (s *StreamSink) landFast(ctx context.Context, tx pgx.Tx) error {
 		return fastPathError("windows", err)
 	}
 	return nil
+}
+
+// singleWindow is the windows-table row of a window holding one reading.
+func singleWindow(r StreamReading, start time.Time) []any {
+	row := []any{start, start.Add(window.Size), r.DeviceID, int64(1), int64(0), numeric(window.Decimal{}), numeric(window.Decimal{}), nil, nil, int64(0)}
+	if r.ValueValid {
+		d := window.FromFloat(r.Value)
+		row[4], row[5], row[6], row[7], row[8] = int64(1), numeric(d), numeric(d.Mul(d)), r.Value, r.Value
+	}
+	if r.Reasons != nil {
+		row[9] = int64(1)
+	}
+	return row
+}
+
+func numeric(d window.Decimal) pgtype.Numeric {
+	coef, exp := d.Parts()
+	return pgtype.Numeric{Int: coef, Exp: exp, Valid: true}
+}
+
+func nullableValue(r StreamReading) any {
+	if r.ValueValid {
+		return r.Value
+	}
+	return nil
+}
+
+// readingsSource streams a batch into sensor_readings.
+type readingsSource struct {
+	rows []StreamReading
+	i    int
+	row  [6]any
+}
+
+func (s *readingsSource) Next() bool { s.i++; return s.i < len(s.rows) }
+func (s *readingsSource) Err() error { return nil }
+func (s *readingsSource) Values() ([]any, error) {
+	r := &s.rows[s.i]
+	s.row[0], s.row[1], s.row[2], s.row[3], s.row[4], s.row[5] = r.Time, r.DeviceID, nullableValue(*r), r.Battery, r.RSSI, "stream"
+	return s.row[:], nil
 }
 
 func fastPathError(what string, err error) error {

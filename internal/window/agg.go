@@ -97,6 +97,12 @@ func newDecimal(coef *big.Int, exp int32) Decimal {
 	}
 }
 
+// Parts returns d as coef × 10^exp, for writing a numeric column; coef is
+// a fresh copy the caller may keep.
+func (d Decimal) Parts() (coef *big.Int, exp int32) {
+	return new(big.Int).Set(d.coefOrZero()), d.exp
+}
+
 // ParseDecimal reads a finite decimal such as PostgreSQL prints a numeric:
 // an optional sign, digits with an optional point, and an optional exponent
 // ("-12.5", "0.000001", "1.5e-7").
