@@ -114,6 +114,13 @@ func (b *Batch) ExtractReadings(ctx context.Context, in ExtractReadingsInput) (E
 			p = prev
 		}
 	}
+	if activity.HasHeartbeatDetails(ctx) || activity.GetInfo(ctx).Attempt > 1 {
+		// A retry: an earlier attempt may have committed an hour it did not
+		// live to heartbeat.
+		if err := store.ClearStagedReadings(ctx, b.Timescale, in.Run.RunKey, p.NextFrom, in.Chunk.To); err != nil {
+			return ExtractReadingsResult{Rows: p.Rows}, classify(err)
+		}
+	}
 	for p.NextFrom.Before(in.Chunk.To) {
 		to := p.NextFrom.Truncate(time.Hour).Add(time.Hour)
 		if to.After(in.Chunk.To) {

@@ -68,6 +68,12 @@ func TestExtractReadingsResumesFromHeartbeat(t *testing.T) {
 	f := newBatchFixture(t, 3)
 	chunk := Chunk{ID: 0, From: batchDay, To: batchDay.Add(6 * time.Hour)}
 	resumeAt := batchDay.Add(3 * time.Hour)
+	// The attempt that died staged hour 3 but did not heartbeat it.
+	if _, err := f.stack.Timescale.Exec(context.Background(), `INSERT INTO staging.readings (run_key, device_id, time, value, battery, rssi)
+		SELECT $1, device_id, time, value, battery, rssi FROM public.sensor_readings WHERE time >= $2 AND time < $3`,
+		f.run.RunKey, resumeAt, resumeAt.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
 	env := f.env()
 	env.SetHeartbeatDetails(ExtractReadingsProgress{NextFrom: resumeAt, Rows: 1000})
 	v, err := env.ExecuteActivity(f.b.ExtractReadings, ExtractReadingsInput{Run: f.run, Chunk: chunk})
@@ -80,7 +86,10 @@ func TestExtractReadingsResumesFromHeartbeat(t *testing.T) {
 	}
 	rest := f.count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, resumeAt, chunk.To)
 	if staged := f.count(`SELECT count(*) FROM staging.readings WHERE run_key = $1`, f.run.RunKey); staged != rest {
-		t.Errorf("staged %d rows, want %d (only [3h, 6h))", staged, rest)
+		t.Errorf("staged %d rows, want %d (only [3h, 6h), each once)", staged, rest)
+	}
+	if err := store.IndexStagedReadings(context.Background(), f.stack.Timescale, f.run.RunKey); err != nil {
+		t.Errorf("unique index over the staged readings: %v", err)
 	}
 	if res.Rows != 1000+rest {
 		t.Errorf("result %d rows, want %d (heartbeat 1000 + %d staged now)", res.Rows, 1000+rest, rest)

@@ -178,19 +178,23 @@ func (s *pgRowsSource) Err() error {
 	return s.rows.Err()
 }
 
+// ClearStagedReadings deletes what an interrupted extract staged in [from,
+// to): a retry calls it once before it stages that range again. (The
+// partition has no index while chunks load, so this is one scan.)
+func ClearStagedReadings(ctx context.Context, ts *pgxpool.Pool, runKey string, from, to time.Time) error {
+	_, err := ts.Exec(ctx, `DELETE FROM staging.readings WHERE run_key = $1 AND time >= $2 AND time < $3`, runKey, from, to)
+	return err
+}
+
 // StageReadingsHour copies the readings of [from, to) into staging for
-// runKey, replacing what an earlier attempt staged for that range, in one
-// transaction. The readings source and the staging area share the
-// TimescaleDB database, so rows never leave the server.
+// runKey, in one transaction. The readings source and the staging area
+// share the TimescaleDB database, so rows never leave the server.
 func StageReadingsHour(ctx context.Context, ts *pgxpool.Pool, runKey string, from, to time.Time, filter []string) (int64, error) {
 	tx, err := ts.Begin(ctx)
 	if err != nil {
 		return 0, err
 	}
 	defer tx.Rollback(ctx)
-	if _, err := tx.Exec(ctx, `DELETE FROM staging.readings WHERE run_key = $1 AND time >= $2 AND time < $3`, runKey, from, to); err != nil {
-		return 0, err
-	}
 	q := `INSERT INTO staging.readings (run_key, device_id, time, value, battery, rssi)
 		SELECT $1, device_id, time, value, battery, rssi FROM public.sensor_readings
 		WHERE time >= $2 AND time < $3`
@@ -212,6 +216,9 @@ func StageReadingsHour(ctx context.Context, ts *pgxpool.Pool, runKey string, fro
 // found first, from the staged devices, so the readings are only touched
 // for those.
 func RecordRejects(ctx context.Context, ts *pgxpool.Pool, runKey, runID string, from, to time.Time) (map[string]int64, error) {
+	if err := IndexStagedReadings(ctx, ts, runKey); err != nil {
+		return nil, err
+	}
 	if err := AnalyzeStaging(ctx, ts, runKey, stagingTables[:4]...); err != nil {
 		return nil, err
 	}
@@ -267,6 +274,19 @@ func CreateStaging(ctx context.Context, ts *pgxpool.Pool, runKey string) error {
 		if err != nil {
 			return fmt.Errorf("create staging %s: %w", t, err)
 		}
+	}
+	return nil
+}
+
+// IndexStagedReadings builds the unique (device_id, time) index of a run's
+// staged readings, once every chunk is loaded. A reading staged twice makes
+// it fail: a data error, never retried.
+func IndexStagedReadings(ctx context.Context, ts *pgxpool.Pool, runKey string) error {
+	part := stagingPartition("readings", runKey)
+	sum := sha256.Sum256([]byte(runKey))
+	name := pgx.Identifier{"readings_r" + hex.EncodeToString(sum[:8]) + "_key"}.Sanitize()
+	if _, err := ts.Exec(ctx, "CREATE UNIQUE INDEX IF NOT EXISTS "+name+" ON "+part+" (device_id, time)"); err != nil {
+		return fmt.Errorf("index staged readings: %w", err)
 	}
 	return nil
 }
