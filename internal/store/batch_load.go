@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -137,16 +138,47 @@ func LoadFacts(ctx context.Context, ts *pgxpool.Pool, runKey, runID string, shar
 			cmpOld = append(cmpOld, "f."+c)
 			cmpNew = append(cmpNew, "EXCLUDED."+c)
 		}
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO dwh.fact_sensor_readings_enriched AS f (`+cols+`, run_id)
-			SELECT `+cols+`, $3 FROM staging.enriched WHERE run_key = $1 AND shard = $2
+		insert := `INSERT INTO dwh.fact_sensor_readings_enriched AS f (` + cols + `, run_id)
+			SELECT ` + cols + `, $3 FROM staging.enriched WHERE run_key = $1 AND shard = $2`
+		// A first load of the window (the nightly case) has nothing to
+		// conflict with: a plain insert skips ON CONFLICT's speculative
+		// insertion. If a row turns out to exist after all, the savepoint
+		// takes the upsert instead.
+		var loaded bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (
+			SELECT 1 FROM dwh.fact_sensor_readings_enriched f
+			JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id
+			WHERE f.time >= $3 AND f.time < $4)`, runKey, shard, from, to).Scan(&loaded); err != nil {
+			return err
+		}
+		if !loaded {
+			if _, err := tx.Exec(ctx, `SAVEPOINT first_load`); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, insert, runKey, shard, runID)
+			var pgErr *pgconn.PgError
+			switch {
+			case err == nil:
+				out.Changed = tag.RowsAffected()
+			case errors.As(err, &pgErr) && pgErr.Code == "23505":
+				if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT first_load`); err != nil {
+					return err
+				}
+				loaded = true
+			default:
+				return fmt.Errorf("insert facts: %w", err)
+			}
+		}
+		if loaded {
+			tag, err := tx.Exec(ctx, insert+`
 			ON CONFLICT (device_id, time) DO UPDATE SET `+strings.Join(set, ", ")+`, run_id = EXCLUDED.run_id, loaded_at = now()
 			WHERE (`+strings.Join(cmpOld, ", ")+`) IS DISTINCT FROM (`+strings.Join(cmpNew, ", ")+`)`,
-			runKey, shard, runID)
-		if err != nil {
-			return fmt.Errorf("upsert facts: %w", err)
+				runKey, shard, runID)
+			if err != nil {
+				return fmt.Errorf("upsert facts: %w", err)
+			}
+			out.Changed = tag.RowsAffected()
 		}
-		out.Changed = tag.RowsAffected()
 		if continuousAgg {
 			return nil
 		}
@@ -157,7 +189,7 @@ func LoadFacts(ctx context.Context, ts *pgxpool.Pool, runKey, runID string, shar
 			runKey, shard, bFrom, bTo); err != nil {
 			return fmt.Errorf("refresh hourly buckets: %w", err)
 		}
-		tag, err = tx.Exec(ctx, `
+		tag, err := tx.Exec(ctx, `
 			INSERT INTO dwh.fact_hourly_agg (bucket, device_id, reading_count, value_count, mean, min, max, std, anomaly_count, mean_quality)
 			SELECT date_trunc('hour', f.time), f.device_id, count(*), count(f.value), avg(f.value), min(f.value), max(f.value),
 			       stddev_samp(f.value), count(*) FILTER (WHERE f.is_anomaly), avg(f.quality_score)
