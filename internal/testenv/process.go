@@ -26,6 +26,7 @@ var (
 // module root) once per test binary and returns the executable's path.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
+	integration(t)
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if p, ok := buildDone[pkg]; ok {
