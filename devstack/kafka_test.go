@@ -15,6 +15,8 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/iot-etl/iot-etl/internal/testenv"
 )
 
 // broker is one `devstack kafka` process.
@@ -159,6 +161,7 @@ func consumeAll(t *testing.T, addr, topic string, want int) []storedRecord {
 // partition count, that raising the count grows the topic, and that
 // lowering it is refused with a clear message.
 func TestKafkaBrokerKeepsRecordsAcrossRestart(t *testing.T) {
+	testenv.Integration(t) // real processes
 	t.Parallel()
 	dir := stateDir(t)
 	port := freePort(t)

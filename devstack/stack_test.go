@@ -80,6 +80,7 @@ func componentNamed(t *testing.T, s *stack, name string) component {
 }
 
 func TestUpRefusesPortTakenByAnotherProgram(t *testing.T) {
+	testenv.Integration(t) // real processes
 	t.Parallel()
 	tests := []struct {
 		name      string
@@ -143,6 +144,7 @@ func TestUpRefusesPortTakenByAnotherProgram(t *testing.T) {
 }
 
 func TestUpSaysWhatToInstallWhenNothingCanStart(t *testing.T) {
+	testenv.Integration(t) // real processes
 	t.Parallel()
 	notFound := func(string) (string, bool) { return "", false }
 	tests := []struct {
@@ -191,6 +193,7 @@ func TestUpSaysWhatToInstallWhenNothingCanStart(t *testing.T) {
 }
 
 func TestPostgresAsRootNeedsAnEnterableDir(t *testing.T) {
+	testenv.Integration(t) // real processes
 	t.Parallel()
 	if os.Geteuid() != 0 {
 		t.Skip("only root hands PostgreSQL to another user")
@@ -220,6 +223,7 @@ func TestPostgresAsRootNeedsAnEnterableDir(t *testing.T) {
 // of them: the Temporal dev server, the kfake broker and throwaway
 // PostgreSQL and MariaDB servers.
 func TestUpIsIdempotentAndDownStopsWhatItStarted(t *testing.T) {
+	testenv.Integration(t) // real processes
 	t.Parallel()
 	if _, err := temporalx.Binary(); err != nil {
 		testenv.Unavailable(t, "temporal CLI", err)
@@ -445,6 +449,7 @@ func checkServices(t *testing.T, vars map[string]string) {
 // Kafka broker it did not start: it leaves them running as they are and
 // only adds what the pipeline needs, the search attributes and the topic.
 func TestUpUsesExternalServices(t *testing.T) {
+	testenv.Integration(t) // real processes
 	t.Parallel()
 	bin, err := temporalx.Binary()
 	if err != nil {

@@ -11,7 +11,7 @@ import (
 // cluster is returned so tests can inject faults with ControlKey.
 func Kafka(t testing.TB, topic string, partitions int32) (*kfake.Cluster, []string) {
 	t.Helper()
-	integration(t)
+	Integration(t)
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(partitions, topic))
 	if err != nil {
 		Unavailable(t, "kfake Kafka cluster", err)

@@ -26,7 +26,7 @@ var (
 // module root) once per test binary and returns the executable's path.
 func Build(t testing.TB, pkg string) string {
 	t.Helper()
-	integration(t)
+	Integration(t)
 	buildMu.Lock()
 	defer buildMu.Unlock()
 	if p, ok := buildDone[pkg]; ok {

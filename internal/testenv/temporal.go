@@ -26,7 +26,7 @@ var (
 // stopped by Main.
 func Temporal(t testing.TB) string {
 	t.Helper()
-	integration(t)
+	Integration(t)
 	temporalOnce.Do(func() {
 		ctx := context.Background()
 		if a := os.Getenv("IOT_TEST_TEMPORAL_ADDRESS"); a != "" {

@@ -32,9 +32,9 @@ func InCI() bool {
 	return v == "true" || v == "1"
 }
 
-// integration skips an integration test under -short (make test-unit),
+// Integration skips an integration test under -short (make test-unit),
 // which runs only the tests that need no service.
-func integration(t testing.TB) {
+func Integration(t testing.TB) {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("integration test: skipped with -short")
@@ -72,7 +72,7 @@ func uniqueName(prefix string) string {
 // drops it when the test ends, and returns p pointing at it.
 func PostgresDB(t testing.TB, p config.Postgres, prefix string) config.Postgres {
 	t.Helper()
-	integration(t)
+	Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	admin, err := pgx.Connect(ctx, p.URLFor("postgres"))
@@ -105,7 +105,7 @@ func PostgresDB(t testing.TB, p config.Postgres, prefix string) config.Postgres 
 // when the test ends, and returns m pointing at it.
 func MySQLDB(t testing.TB, m config.MySQL, prefix string) config.MySQL {
 	t.Helper()
-	integration(t)
+	Integration(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	db, err := sql.Open("mysql", m.ServerDSN())
