@@ -50,9 +50,9 @@ func runStreamStart(ctx context.Context, app *App, args []string) error {
 		return err
 	}
 	id := workflows.StreamWorkflowID(*topic)
-	if desc, err := tc.DescribeWorkflowExecution(ctx, id, ""); err == nil &&
-		desc.WorkflowExecutionInfo.GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		runID := desc.WorkflowExecutionInfo.GetExecution().GetRunId()
+	if desc, err := tc.DescribeWorkflow(ctx, id, ""); err == nil &&
+		desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		runID := desc.WorkflowExecution.RunID
 		state := "unknown"
 		if st, err := queryStreamStatus(ctx, tc, id); err == nil {
 			state = st.State

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io"
 	"slices"
 	"unicode/utf8"
 
@@ -71,7 +70,7 @@ func runTail(ctx context.Context, app *App, args []string) error {
 	cl.AddConsumePartitions(map[string]map[int32]kgo.Offset{cfg.Topic: assign})
 
 	out := bufio.NewWriter(app.Out)
-	defer out.Flush()
+	defer func() { _ = out.Flush() }()
 	var printed int64
 	for {
 		fetches := cl.PollFetches(ctx)
@@ -112,7 +111,7 @@ func writeTailLine(w *bufio.Writer, r *kgo.Record) {
 	w.WriteByte('\n')
 }
 
-func writeEscaped(w io.Writer, b []byte) {
+func writeEscaped(w *bufio.Writer, b []byte) {
 	const hex = "0123456789abcdef"
 	start := 0
 	for i := 0; i < len(b); {

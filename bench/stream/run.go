@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -360,8 +361,11 @@ func loadAverage() float64 {
 	if err != nil {
 		return 0
 	}
-	var l float64
-	fmt.Sscanf(string(b), "%f", &l)
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 {
+		return 0
+	}
+	l, _ := strconv.ParseFloat(fields[0], 64)
 	return l
 }
 

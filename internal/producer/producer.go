@@ -310,10 +310,7 @@ func (s *Simulator) Run(ctx context.Context, pub Publisher) (Report, error) {
 		i++
 	}
 
-	for {
-		if o.MaxMessages > 0 && i >= o.MaxMessages || t.hasErr.Load() {
-			break
-		}
+	for (o.MaxMessages <= 0 || i < o.MaxMessages) && !t.hasErr.Load() {
 		if ctx.Err() != nil {
 			stopped = true
 			break

@@ -516,7 +516,7 @@ func (s *StreamSink) landDirect(ctx context.Context, tx pgx.Tx, readings []Strea
 	br := tx.SendBatch(ctx, batch)
 	for _, what := range []string{"insert windows", "merge windows"} {
 		if _, err := br.Exec(); err != nil {
-			br.Close()
+			_ = br.Close()
 			return fastPathError(what, err)
 		}
 	}
