@@ -15,7 +15,8 @@ func TestSeedResetsWhatWasBuiltFromTheOldReadings(t *testing.T) {
 		t.Helper()
 		for _, q := range []string{
 			`INSERT INTO dwh.etl_runs (run_id, workflow_id, window_start, window_end, status, started_at) VALUES ('r1', 'w1', now(), now() + interval '1h', 'succeeded', now())`,
-			`INSERT INTO public.stream_offsets (topic, partition, next_offset) VALUES ('t', 0, 42) ON CONFLICT DO NOTHING`,
+			`INSERT INTO public.stream_offsets (topic, partition, next_offset, records, inserted) VALUES ('t', 0, 42, 9, 8)
+			 ON CONFLICT (topic, partition) DO UPDATE SET records = 9, inserted = 8`,
 		} {
 			if _, err := s.Timescale.Exec(ctx, q); err != nil {
 				t.Fatal(err)
@@ -43,6 +44,9 @@ func TestSeedResetsWhatWasBuiltFromTheOldReadings(t *testing.T) {
 	}
 	if n := count(`SELECT next_offset FROM public.stream_offsets WHERE topic = 't'`); n != 42 {
 		t.Errorf("stream offset = %d, want 42 (kept)", n)
+	}
+	if n := count(`SELECT records + inserted FROM public.stream_offsets WHERE topic = 't'`); n != 0 {
+		t.Errorf("stream counters = %d, want 0 (they counted rows that are gone)", n)
 	}
 	mark()
 	if code, out, _ := starter(t, env, "seed", "--devices", "3", "--days", "1", "--end", "2026-11-02", "--keep-derived"); code != 0 || strings.Contains(out, "reset") {

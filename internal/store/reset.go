@@ -19,9 +19,9 @@ var derivedTables = []string{
 	"public.sensor_readings_stream_agg", "public.stream_anomalies", "public.stream_dead_letters",
 }
 
-// ResetDerived empties everything derived from the readings, in one
-// transaction, so that a new seed does not sit next to a warehouse built
-// from the old one. It returns the tables emptied.
+// ResetDerived empties everything derived from the readings, so that a new
+// seed does not sit next to a warehouse built from the old one, and zeroes
+// the stream's counters (its offsets stay). It returns the tables emptied.
 func ResetDerived(ctx context.Context, ts *pgxpool.Pool) ([]string, error) {
 	cagg, err := HasTimescale(ctx, ts)
 	if err != nil {
@@ -33,6 +33,10 @@ func ResetDerived(ctx context.Context, ts *pgxpool.Pool) ([]string, error) {
 	}
 	if _, err := ts.Exec(ctx, "TRUNCATE "+strings.Join(tables, ", ")); err != nil {
 		return nil, fmt.Errorf("reset derived tables: %w", err)
+	}
+	// The offsets stay; their counters counted rows that are gone.
+	if _, err := ts.Exec(ctx, `UPDATE public.stream_offsets SET records = 0, inserted = 0, duplicates = 0, dead_letters = 0, anomalies = 0`); err != nil {
+		return nil, fmt.Errorf("reset stream counters: %w", err)
 	}
 	if cagg {
 		// A continuous aggregate is emptied by refreshing it over all time.
