@@ -103,13 +103,10 @@ func checkMySQL(ctx context.Context, cfg *config.Config) Result {
 		r.Err = err
 		return r
 	}
-	var devices int64
-	if err := db.QueryRowContext(ctx, "SELECT COUNT(*) FROM devices").Scan(&devices); err != nil {
-		r.Detail = fmt.Sprintf("%s, database %s (not migrated: run `starter migrate`)", version, cfg.MySQL.Database)
-		return r
-	}
-	r.Detail = fmt.Sprintf("%s, database %s, %d devices", version, cfg.MySQL.Database, devices)
-	return r
+	return withCount(r, version, cfg.MySQL.Database, "devices", func() (n int64, err error) {
+		err = db.QueryRowContext(ctx, "SELECT COUNT(*) FROM devices").Scan(&n)
+		return n, err
+	})
 }
 
 func checkLocations(ctx context.Context, cfg *config.Config) Result {
@@ -125,13 +122,7 @@ func checkLocations(ctx context.Context, cfg *config.Config) Result {
 		r.Err = err
 		return r
 	}
-	var n int64
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM public.locations").Scan(&n); err != nil {
-		r.Detail = fmt.Sprintf("PostgreSQL %s, database %s (not migrated: run `starter migrate`)", version, cfg.Postgres.Database)
-		return r
-	}
-	r.Detail = fmt.Sprintf("PostgreSQL %s, database %s, %d locations", version, cfg.Postgres.Database, n)
-	return r
+	return withCount(r, "PostgreSQL "+version, cfg.Postgres.Database, "locations", pgCount(ctx, conn, "SELECT count(*) FROM public.locations"))
 }
 
 func checkTimescale(ctx context.Context, cfg *config.Config) Result {
@@ -153,13 +144,27 @@ func checkTimescale(ctx context.Context, cfg *config.Config) Result {
 	if tsVersion != nil {
 		engine = fmt.Sprintf("PostgreSQL %s with timescaledb %s", version, *tsVersion)
 	}
-	var n int64
-	if err := conn.QueryRow(ctx, "SELECT count(*) FROM public.sensor_readings").Scan(&n); err != nil {
-		r.Detail = fmt.Sprintf("%s, database %s (not migrated: run `starter migrate`)", engine, cfg.Timescale.Database)
+	return withCount(r, engine, cfg.Timescale.Database, "readings", pgCount(ctx, conn, "SELECT count(*) FROM public.sensor_readings"))
+}
+
+// withCount completes a database's result: its engine, its database and
+// how many rows its main table holds, or that it is not migrated yet (the
+// server answers, so the component is OK either way).
+func withCount(r Result, engine, database, noun string, count func() (int64, error)) Result {
+	n, err := count()
+	if err != nil {
+		r.Detail = fmt.Sprintf("%s, database %s (not migrated: run `starter migrate`)", engine, database)
 		return r
 	}
-	r.Detail = fmt.Sprintf("%s, database %s, %d readings", engine, cfg.Timescale.Database, n)
+	r.Detail = fmt.Sprintf("%s, database %s, %d %s", engine, database, n, noun)
 	return r
+}
+
+func pgCount(ctx context.Context, conn *pgx.Conn, query string) func() (int64, error) {
+	return func() (n int64, err error) {
+		err = conn.QueryRow(ctx, query).Scan(&n)
+		return n, err
+	}
 }
 
 func checkKafka(ctx context.Context, cfg *config.Config) Result {

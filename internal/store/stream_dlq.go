@@ -40,14 +40,8 @@ func DeadLetterCounts(ctx context.Context, pool *pgxpool.Pool, topic, reason str
 
 // DeadLetterRow is one stored dead letter.
 type DeadLetterRow struct {
-	ID         int64
-	Partition  int32
-	Offset     int64
-	Key        []byte
-	Raw        []byte
-	Reason     string
-	Error      string
-	RecordTime time.Time
+	ID int64
+	DeadLetter
 	ReceivedAt time.Time
 }
 
