@@ -23,7 +23,6 @@ import (
 
 	"github.com/iot-etl/iot-etl/internal/config"
 	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/migrations"
 )
 
 // InCI reports whether the tests run in CI, where a missing service fails.
@@ -171,16 +170,8 @@ func Databases(t testing.TB) *Stack {
 	}
 	t.Cleanup(s.Timescale.Close)
 
-	if _, err := migrations.Up(ctx, migrations.MySQL, s.MySQL, nil); err != nil {
+	if err := store.EnsureSchema(ctx, s.MySQL, s.Locations, s.Timescale, nil); err != nil {
 		t.Fatal(err)
-	}
-	for set, pool := range map[migrations.Set]*pgxpool.Pool{migrations.Locations: s.Locations, migrations.Timeseries: s.Timescale} {
-		db := store.SQLDB(pool)
-		_, err := migrations.Up(ctx, set, db, nil)
-		db.Close()
-		if err != nil {
-			t.Fatal(err)
-		}
 	}
 	return s
 }
