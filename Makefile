@@ -6,14 +6,17 @@ GO           ?= go
 GOBIN        := $(shell $(GO) env GOPATH)/bin
 TEMPORAL_CLI := github.com/temporalio/cli/cmd/temporal@v1.5.1
 TEMPORAL     := $(GOBIN)/temporal
+VERSITYGW_CLI := github.com/versity/versitygw/cmd/versitygw@v1.8.0
+VERSITYGW    := $(GOBIN)/versitygw
 BIN          := bin
 DEMO_DEVICES ?= 50
 DEMO_DAYS    ?= 2
-TEST_TIMEOUT ?= 30m
+TEST_TIMEOUT ?= 45m
 
 export TEMPORAL_BIN := $(TEMPORAL)
+export VERSITYGW_BIN := $(VERSITYGW)
 
-.PHONY: help tools build up down status migrate seed check summary worker-start worker-stop demo demo-batch demo-stream test test-unit lint bench fmt clean
+.PHONY: help tools test-tools build up down status migrate seed check summary worker-start worker-stop dashboard-start dashboard-stop demo demo-batch demo-stream test test-rules test-faults test-unit lint bench soak fuzz fmt clean
 
 help: ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 18
@@ -22,7 +25,13 @@ $(TEMPORAL):
 	@echo "installing the Temporal CLI ($(TEMPORAL_CLI)); the first build takes 2-3 minutes"
 	$(GO) install $(TEMPORAL_CLI)
 
+$(VERSITYGW):
+	@echo "installing versitygw ($(VERSITYGW_CLI)), the S3 server the export tests run against"
+	$(GO) install $(VERSITYGW_CLI)
+
 tools: $(TEMPORAL) ## install the Temporal CLI (dev server + UI) if missing
+
+test-tools: tools $(VERSITYGW) ## also install versitygw, the S3 server the tests run against, if missing
 
 build: ## build worker, starter and devstack into bin/
 	$(GO) build -o $(BIN)/ ./worker ./starter ./devstack
@@ -30,7 +39,7 @@ build: ## build worker, starter and devstack into bin/
 up: tools build ## start the local stack (Temporal + UI, Kafka dev broker; databases if not running)
 	$(BIN)/devstack up
 
-down: build worker-stop ## stop what `make up` and `make worker-start` started
+down: build worker-stop dashboard-stop ## stop what `make up`, `make worker-start` and `make dashboard-start` started
 	$(BIN)/devstack down
 
 status: build ## show each component of the local stack
@@ -62,6 +71,20 @@ worker-stop: ## stop the background worker
 		if kill $$pid 2>/dev/null; then for i in $$(seq 1 60); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; echo "worker stopped (pid $$pid)"; fi; \
 		rm -f $(WORKER_PID); fi
 
+DASHBOARD_PID := .devstack/pids/dashboard.pid
+DASHBOARD_LOG := .devstack/logs/dashboard.log
+
+dashboard-start: build dashboard-stop ## (re)start the web dashboard in the background on DASHBOARD_ADDR
+	@mkdir -p $(dir $(DASHBOARD_PID)) $(dir $(DASHBOARD_LOG))
+	@nohup $(BIN)/starter dashboard >> $(DASHBOARD_LOG) 2>&1 & echo $$! > $(DASHBOARD_PID)
+	@sleep 2; if ! kill -0 $$(cat $(DASHBOARD_PID)) 2>/dev/null; then echo "dashboard failed to start:"; tail -20 $(DASHBOARD_LOG); rm -f $(DASHBOARD_PID); exit 1; fi
+	@echo "dashboard running (pid $$(cat $(DASHBOARD_PID))): $$(grep -o 'http://[^ ]*' $(DASHBOARD_LOG) | tail -1)"
+
+dashboard-stop: ## stop the background dashboard
+	@if [ -f $(DASHBOARD_PID) ]; then pid=$$(cat $(DASHBOARD_PID)); \
+		if kill $$pid 2>/dev/null; then for i in $$(seq 1 20); do kill -0 $$pid 2>/dev/null || break; sleep 0.5; done; echo "dashboard stopped (pid $$pid)"; fi; \
+		rm -f $(DASHBOARD_PID); fi
+
 demo-batch: build ## run the batch ETL over yesterday (UTC) and print its summary
 	$(BIN)/starter batch run --csv
 
@@ -79,18 +102,32 @@ demo-stream: build ## stream for about a minute: simulate, pause and resume, sho
 	$(BIN)/starter stream status --wait-caught-up 60s
 	$(BIN)/starter dlq ls --limit 5
 
-demo: up migrate seed check worker-start demo-batch demo-stream summary ## run the demo on the local stack
+demo: up migrate seed check worker-start dashboard-start demo-batch demo-stream summary ## run the demo on the local stack
 
-test: tools ## unit and integration tests (real Temporal, PostgreSQL, MariaDB, kfake)
+test: test-tools test-rules ## unit and integration tests (real Temporal, PostgreSQL, MariaDB, kfake, Prometheus)
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	$(GO) test -race -shuffle=on -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+test-rules: ## check the alert rules and run their unit tests with promtool
+	@command -v promtool >/dev/null || { echo "promtool not found: install Debian's prometheus package (apt-get install prometheus)"; exit 1; }
+	promtool check rules monitoring/alerts.yml
+	promtool test rules monitoring/alerts_test.yml
+
+FAULTS_TIMEOUT ?= 25m
+
+test-faults: test-tools ## the fault suite: real crashes, partitions, kills and bad sources, checked exactly (docs/RELIABILITY.md)
+	$(GO) vet -tags faults ./faults/
+	$(GO) test -tags faults -count=1 -timeout $(FAULTS_TIMEOUT) -v ./faults/
+	$(GO) test -count=1 -timeout 10m -v -run '^(TestExportParksThenRetryExport|TestSourceSchemaDrift)$$' ./worker/
 
 test-unit: ## only the tests that need no services
 	$(GO) test -count=1 -short ./...
 
-lint: ## gofmt, go vet, staticcheck, golangci-lint (forbidigo bans the wall clock and randomness in workflows/)
+lint: ## gofmt, go mod tidy, go vet, staticcheck, golangci-lint (errorlint, revive, nolintlint; forbidigo bans the wall clock and randomness in workflows/)
 	@test -z "$$(gofmt -l . | tee /dev/stderr)" || (echo "gofmt needed on the files above"; exit 1)
+	@$(GO) mod tidy -diff || (echo "go.mod or go.sum is not tidy: run go mod tidy"; exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags faults ./faults/
 	$(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2 ./...
 	$(GO) run github.com/golangci/golangci-lint/v2/cmd/golangci-lint@v2.15.0 run ./...
 
@@ -105,6 +142,12 @@ bench-batch: tools ## batch ETL over 1M and 10M readings vs the same transform i
 
 bench-stream: ## exactly-once ingest of 2M messages vs a COPY ceiling and a naive consumer; latency at 10k msg/s
 	$(GO) run ./bench/stream
+
+soak: tools ## 30 min of stream at 10k msg/s, 2 workers, one killed (-9) every 5 min; RSS, lag, latency, exact (not in bench)
+	$(GO) run ./bench/soak
+
+fuzz: ## FuzzDecode for 10 minutes; executions and findings in bench/results/fuzz.json (not in bench)
+	$(GO) run ./bench/fuzz
 
 fmt: ## gofmt the tree
 	gofmt -w .

@@ -3,21 +3,21 @@ package activities
 import (
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
-	"log/slog"
 	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/temporal"
 
-	"github.com/iot-etl/iot-etl/internal/anomaly"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/internal/adapter/export"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
+	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
 )
 
 // Batch holds the batch ETL activities and what they need.
@@ -25,9 +25,12 @@ type Batch struct {
 	MySQL     *sql.DB
 	Locations *pgxpool.Pool
 	Timescale *pgxpool.Pool
-	ExportDir string
+	Export    export.Store // where ExportFeatures publishes: export.Open of EXPORT_URL
 	Params    transform.Params
-	Log       *slog.Logger
+	// Temporal tells SweepStaging whether a run's workflow is still
+	// running (a client.Client does); nil: the sweep leaves every run
+	// whose row is open alone.
+	Temporal WorkflowLookup
 
 	// FlushRows is how many transformed rows a shard buffers before it
 	// copies them to staging; 0 means 20,000. Output is committed at the
@@ -35,77 +38,56 @@ type Batch struct {
 	FlushRows int
 }
 
-// classify turns a failure into what Temporal should do with it: data that
-// PostgreSQL rejects, or lost staging, cannot succeed on retry.
-func classify(err error) error {
-	switch {
-	case err == nil:
-		return nil
-	case errors.Is(err, store.ErrStagingLost):
-		return temporal.NewNonRetryableApplicationError(err.Error(), "StagingLost", err)
-	case store.IsDataError(err):
-		return temporal.NewNonRetryableApplicationError(err.Error(), "InvalidData", err)
-	}
-	return err
+// run is the warehouse side of the run ref names.
+func (b *Batch) run(ref RunRef) warehouse.Run {
+	return warehouse.Run{TS: b.Timescale, ID: ref.RunID, Generation: ref.StagingGeneration}
 }
 
-// keepAlive heartbeats every interval until the returned stop is called, so
-// that a long single statement (a load transaction) still shows the worker
-// is alive and a dead worker is noticed within the heartbeat timeout.
-func keepAlive(ctx context.Context, interval time.Duration, details ...any) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(interval)
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-ctx.Done():
-				return
-			case <-t.C:
-				activity.RecordHeartbeat(ctx, details...)
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// StartRun records the run in dwh.etl_runs and creates its staging
-// partitions.
+// StartRun records the run in dwh.etl_runs, then creates its staging
+// partitions and its staging marker: the row comes first, so the staging
+// sweep can always tell whose staging it finds.
 func (b *Batch) StartRun(ctx context.Context, in StartRunInput) error {
-	if err := store.CreateStaging(ctx, b.Timescale, in.Run.RunKey); err != nil {
-		return classify(err)
-	}
-	return classify(store.StartRun(ctx, b.Timescale, store.RunStart{
-		RunID: in.Run.RunID, WorkflowID: in.Run.WorkflowID, From: in.Window.Start, To: in.Window.End,
+	run := b.run(in.Run)
+	err := run.Start(ctx, warehouse.RunStart{
+		WorkflowID: in.Run.WorkflowID, Window: in.Window,
 		TestMode: in.TestMode, DeviceFilter: in.DeviceFilter, StartedAt: in.StartedAt,
-	}))
+	})
+	if err != nil {
+		return err
+	}
+	return run.CreateStaging(ctx)
+}
+
+// ResetStaging re-creates the run's staging, empty, for the generation
+// of in.Run after it was lost (see warehouse.Run.ResetStaging).
+func (b *Batch) ResetStaging(ctx context.Context, in ResetStagingInput) error {
+	return b.run(in.Run).ResetStaging(ctx)
 }
 
 // MarkRun records an intermediate status such as load_failed.
 func (b *Batch) MarkRun(ctx context.Context, in MarkRunInput) error {
-	return classify(store.MarkRun(ctx, b.Timescale, in.Run.RunID, in.Status, in.Error))
+	return b.run(in.Run).Mark(ctx, in.Status, in.Error)
 }
 
 // ExtractDevices stages the device registry (MySQL) for the run.
 func (b *Batch) ExtractDevices(ctx context.Context, in ExtractDevicesInput) (ExtractDevicesResult, error) {
-	s, err := store.StageDevices(ctx, b.MySQL, b.Timescale, in.Run.RunKey, in.DeviceFilter, in.MaxDevices, in.Shards)
+	s, err := b.run(in.Run).StageDevices(ctx, b.MySQL, in.DeviceFilter, in.MaxDevices, in.Shards)
 	if err != nil {
-		return ExtractDevicesResult{}, classify(err)
+		return ExtractDevicesResult{}, err
 	}
 	return ExtractDevicesResult{Devices: s.Devices, Types: s.Types, DeviceIDs: s.DeviceIDs}, nil
 }
 
 // ExtractLocations stages the locations (PostgreSQL) for the run.
 func (b *Batch) ExtractLocations(ctx context.Context, in ExtractLocationsInput) (int, error) {
-	n, err := store.StageLocations(ctx, b.Locations, b.Timescale, in.Run.RunKey)
-	return n, classify(err)
+	return b.run(in.Run).StageLocations(ctx, b.Locations)
 }
 
 // ExtractReadings stages the readings of one chunk, an hour per transaction,
 // heartbeating after each hour; a retry resumes at the first hour not
-// committed.
+// committed. Every hour commits only while the run's staging marker is
+// there, and a chunk starts (or resumes) only then: lost staging is
+// StagingLost, never a chunk with a hole.
 func (b *Batch) ExtractReadings(ctx context.Context, in ExtractReadingsInput) (ExtractReadingsResult, error) {
 	p := ExtractReadingsProgress{NextFrom: in.Chunk.From}
 	if activity.HasHeartbeatDetails(ctx) {
@@ -114,35 +96,40 @@ func (b *Batch) ExtractReadings(ctx context.Context, in ExtractReadingsInput) (E
 			p = prev
 		}
 	}
+	hb := startHeartbeat(ctx, p)
+	defer hb.Stop()
+	run := b.run(in.Run)
+	if err := run.CheckStaging(ctx); err != nil {
+		return ExtractReadingsResult{}, err
+	}
 	if activity.HasHeartbeatDetails(ctx) || activity.GetInfo(ctx).Attempt > 1 {
 		// A retry: an earlier attempt may have committed an hour it did not
 		// live to heartbeat.
-		if err := store.ClearStagedReadings(ctx, b.Timescale, in.Run.RunKey, p.NextFrom, in.Chunk.To); err != nil {
-			return ExtractReadingsResult{Rows: p.Rows}, classify(err)
+		if err := run.ClearStagedReadings(ctx, batch.Window{Start: p.NextFrom, End: in.Chunk.To}); err != nil {
+			return ExtractReadingsResult{Rows: p.Rows}, err
 		}
 	}
 	for p.NextFrom.Before(in.Chunk.To) {
-		to := p.NextFrom.Truncate(time.Hour).Add(time.Hour)
+		to := batch.HourFloor(p.NextFrom).Add(time.Hour)
 		if to.After(in.Chunk.To) {
 			to = in.Chunk.To
 		}
-		n, err := store.StageReadingsHour(ctx, b.Timescale, in.Run.RunKey, p.NextFrom, to, in.DeviceFilter)
+		n, err := run.StageReadings(ctx, batch.Window{Start: p.NextFrom, End: to}, in.DeviceFilter)
 		if err != nil {
-			return ExtractReadingsResult{Rows: p.Rows}, classify(fmt.Errorf("stage readings [%s, %s): %w", p.NextFrom.Format(time.RFC3339), to.Format(time.RFC3339), err))
+			return ExtractReadingsResult{Rows: p.Rows}, fmt.Errorf("stage readings [%s, %s): %w", p.NextFrom.Format(time.RFC3339), to.Format(time.RFC3339), err)
 		}
 		p.NextFrom, p.Rows = to, p.Rows+n
-		activity.RecordHeartbeat(ctx, p)
+		hb.Beat(p)
 	}
 	return ExtractReadingsResult{Rows: p.Rows}, nil
 }
 
 // RecordRejects records the staged readings that cannot be enriched.
 func (b *Batch) RecordRejects(ctx context.Context, in RejectsInput) (RejectsResult, error) {
-	stop := keepAlive(ctx, 5*time.Second)
-	defer stop()
-	by, err := store.RecordRejects(ctx, b.Timescale, in.Run.RunKey, in.Run.RunID, in.Window.Start, in.Window.End)
+	defer startHeartbeat(ctx).Stop()
+	by, err := b.run(in.Run).RecordRejects(ctx, in.Window)
 	if err != nil {
-		return RejectsResult{}, classify(err)
+		return RejectsResult{}, err
 	}
 	var total int64
 	for _, n := range by {
@@ -156,6 +143,9 @@ func (b *Batch) RecordRejects(ctx context.Context, in RejectsInput) (RejectsResu
 // window are written to staging.enriched. Output is committed at device
 // boundaries every FlushRows rows and the last committed device is the
 // heartbeat, so a retry skips what is done and redoes only the rest.
+// It reads and resumes only while the run's staging marker is there: each
+// commit checks it, and so does the end, so a shard whose staging was lost
+// (the readings it read, or the output it committed) is StagingLost.
 func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTotal, error) {
 	var p TransformProgress
 	if activity.HasHeartbeatDetails(ctx) {
@@ -163,12 +153,17 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			p = TransformProgress{}
 		}
 	}
-	if err := store.ClearEnriched(ctx, b.Timescale, in.Run.RunKey, in.Shard, p.LastDevice); err != nil {
-		return p.Totals, classify(err)
+	hb := startHeartbeat(ctx, p)
+	defer hb.Stop()
+	run := b.run(in.Run)
+	// ClearEnriched checks the marker: what is kept from earlier attempts
+	// is there.
+	if err := run.ClearEnriched(ctx, in.Shard, p.LastDevice); err != nil {
+		return p.Totals, err
 	}
-	devices, err := store.ShardDevices(ctx, b.Timescale, in.Run.RunKey, in.Shard, p.LastDevice)
+	devices, err := run.ShardDevices(ctx, in.Shard, p.LastDevice)
 	if err != nil {
-		return p.Totals, classify(err)
+		return p.Totals, err
 	}
 	params := b.Params
 	if params == (transform.Params{}) {
@@ -200,7 +195,7 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 				return err
 			}
 		}
-		if _, err := store.CopyEnriched(ctx, tx, in.Run.RunKey, in.Shard, buf); err != nil {
+		if _, err := run.CopyEnriched(ctx, tx, in.Shard, buf); err != nil {
 			return err
 		}
 		buf = buf[:0]
@@ -212,6 +207,9 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			return err
 		}
 		if tx != nil {
+			if err := run.CheckStagingTx(ctx, tx); err != nil {
+				return err
+			}
 			if err := tx.Commit(ctx); err != nil {
 				return err
 			}
@@ -223,7 +221,7 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		p.Totals.Anomalies += pending.Anomalies
 		p.Totals.QualitySum += pending.QualitySum
 		pending = TransformTotal{}
-		activity.RecordHeartbeat(ctx, p)
+		hb.Beat(p)
 		return nil
 	}
 	for i, d := range devices {
@@ -231,12 +229,8 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		// A device is read a day at a time, and the buffer is copied only
 		// between pages: a read never holds a connection while the copy
 		// waits for another, however many shards share the pool.
-		for pageFrom := from; pageFrom.Before(in.Window.End); pageFrom = pageFrom.Add(transformPage) {
-			pageTo := pageFrom.Add(transformPage)
-			if pageTo.After(in.Window.End) {
-				pageTo = in.Window.End
-			}
-			err := store.EachStagedReading(ctx, b.Timescale, in.Run.RunKey, d.Device.ID, pageFrom, pageTo, func(r reading.Reading) error {
+		for _, page := range in.Window.Pages(from) {
+			err := run.EachStagedReading(ctx, d.Device.ID, page, func(r reading.Reading) error {
 				e := state.Push(r)
 				if r.Time.Before(in.Window.Start) {
 					return nil
@@ -250,35 +244,35 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 				return nil
 			})
 			if err != nil {
-				return p.Totals, classify(fmt.Errorf("transform %s: %w", d.Device.ID, err))
+				return p.Totals, fmt.Errorf("transform %s: %w", d.Device.ID, err)
 			}
 			if len(buf) >= flushRows {
 				if err := copyBuf(); err != nil {
-					return p.Totals, classify(fmt.Errorf("write transform output: %w", err))
+					return p.Totals, fmt.Errorf("write transform output: %w", err)
 				}
 			}
 		}
 		pending.Devices++
 		if pending.Rows >= int64(flushRows) || i == len(devices)-1 {
 			if err := commit(d.Device.ID); err != nil {
-				return p.Totals, classify(fmt.Errorf("write transform output: %w", err))
+				return p.Totals, fmt.Errorf("write transform output: %w", err)
 			}
 		}
+	}
+	// Everything read since the last commit (the device list, at least)
+	// was read from intact staging.
+	if err := run.CheckStaging(ctx); err != nil {
+		return p.Totals, err
 	}
 	return p.Totals, nil
 }
 
-// transformPage is how much of one device's history Transform reads per
-// query.
-const transformPage = 24 * time.Hour
-
 // LoadDimensions applies staged devices (SCD2) and locations.
 func (b *Batch) LoadDimensions(ctx context.Context, in LoadDimensionsInput) (LoadDimensionsResult, error) {
-	stop := keepAlive(ctx, 5*time.Second)
-	defer stop()
-	c, err := store.LoadDimensions(ctx, b.Timescale, in.Run.RunKey, in.Run.RunID)
+	defer startHeartbeat(ctx).Stop()
+	c, err := b.run(in.Run).LoadDimensions(ctx)
 	if err != nil {
-		return LoadDimensionsResult{}, classify(err)
+		return LoadDimensionsResult{}, err
 	}
 	return LoadDimensionsResult{NewDeviceVersions: int(c.NewDeviceVersions), DevicesUpdated: int(c.DevicesUpdated), LocationsUpserted: int(c.LocationsUpserted)}, nil
 }
@@ -286,15 +280,14 @@ func (b *Batch) LoadDimensions(ctx context.Context, in LoadDimensionsInput) (Loa
 // LoadFacts upserts one shard into the fact table and refreshes its hourly
 // buckets, in one transaction.
 func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResult, error) {
-	stop := keepAlive(ctx, 5*time.Second)
-	defer stop()
+	defer startHeartbeat(ctx).Stop()
 	cagg, err := store.HasTimescale(ctx, b.Timescale)
 	if err != nil {
-		return LoadFactsResult{}, classify(err)
+		return LoadFactsResult{}, err
 	}
-	l, err := store.LoadFacts(ctx, b.Timescale, in.Run.RunKey, in.Run.RunID, in.Shard, in.Window.Start, in.Window.End, in.ExpectedRows, cagg)
+	l, err := b.run(in.Run).LoadFacts(ctx, in.Shard, in.Window, in.ExpectedRows, cagg)
 	if err != nil {
-		return LoadFactsResult{}, classify(err)
+		return LoadFactsResult{}, err
 	}
 	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets}, nil
 }
@@ -302,35 +295,41 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 // RefreshAggregates refreshes the continuous aggregate over the window when
 // TimescaleDB is installed; without it LoadFacts already rewrote the buckets.
 func (b *Batch) RefreshAggregates(ctx context.Context, in RefreshAggregatesInput) error {
+	defer startHeartbeat(ctx).Stop()
 	cagg, err := store.HasTimescale(ctx, b.Timescale)
 	if err != nil || !cagg {
-		return classify(err)
+		return err
 	}
-	stop := keepAlive(ctx, 5*time.Second)
-	defer stop()
-	return classify(store.RefreshContinuousAggregate(ctx, b.Timescale, in.Window.Start, in.Window.End))
+	return warehouse.RefreshContinuousAggregate(ctx, b.Timescale, in.Window)
 }
 
 // FinishRun measures the window in the warehouse, scores anomaly detection
 // against the seeder's ground truth, and closes the run row.
 func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResult, error) {
-	stop := keepAlive(ctx, 5*time.Second)
-	defer stop()
-	fig, err := store.MeasureWindow(ctx, b.Timescale, in.Run.RunKey, in.Window.Start, in.Window.End)
+	defer startHeartbeat(ctx).Stop()
+	run := b.run(in.Run)
+	fig, err := run.Measure(ctx, in.Window)
 	if err != nil {
-		return FinishRunResult{}, classify(err)
+		return FinishRunResult{}, err
 	}
 	detection, err := b.scoreDetection(ctx, in)
 	if err != nil {
-		return FinishRunResult{}, classify(err)
+		return FinishRunResult{}, err
 	}
-	err = store.FinishRun(ctx, b.Timescale, store.RunFinish{
-		RunID: in.Run.RunID, Status: in.Status, Devices: in.Devices, Extracted: in.Extracted, Rejects: in.Rejects,
+	if in.Status == batch.StatusSucceeded {
+		// The figures are of the run's staged devices: a success is
+		// recorded only with figures read from intact staging.
+		if err := run.CheckStaging(ctx); err != nil {
+			return FinishRunResult{}, err
+		}
+	}
+	err = run.Finish(ctx, warehouse.RunFinish{
+		Status: in.Status, Devices: in.Devices, Extracted: in.Extracted, Rejects: in.Rejects,
 		Figures: fig, PhaseMillis: in.PhaseMillis, Detection: detection, FeaturesPath: in.FeaturesPath,
-		Error: in.Error, FinishedAt: in.FinishedAt, WindowEnd: in.Window.End,
+		Error: in.Error, FinishedAt: in.FinishedAt, WindowEnd: in.Window.End, StagingRecoveries: in.StagingRecoveries,
 	})
 	if err != nil {
-		return FinishRunResult{}, classify(err)
+		return FinishRunResult{}, err
 	}
 	return FinishRunResult{FactRows: fig.FactRows, FactChecksum: fig.Checksum, DQScore: fig.DQScore,
 		Anomalies: fig.Anomalies, HourlyRows: fig.HourlyRows, Detection: detection}, nil
@@ -339,7 +338,8 @@ func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResu
 // scoreDetection compares the flagged facts of the window with the injected
 // anomalies. Without ground truth (data not from the seeder) it returns nil.
 func (b *Batch) scoreDetection(ctx context.Context, in FinishRunInput) (map[string]DetectionScore, error) {
-	truth, err := store.GroundTruth(ctx, b.Timescale, in.Run.RunKey, in.Window.Start, in.Window.End)
+	run := b.run(in.Run)
+	truth, err := run.GroundTruth(ctx, in.Window)
 	if err != nil || len(truth) == 0 {
 		return nil, err
 	}
@@ -348,7 +348,7 @@ func (b *Batch) scoreDetection(ctx context.Context, in FinishRunInput) (map[stri
 		events[i] = anomaly.TruthEvent{DeviceID: t.DeviceID, Kind: anomaly.Kind(t.Kind), Start: t.Start, End: t.End}
 	}
 	var detections []anomaly.Detection
-	err = store.FlaggedReadings(ctx, b.Timescale, in.Run.RunKey, in.Window.Start, in.Window.End, func(r store.FlaggedReading) error {
+	err = run.FlaggedReadings(ctx, in.Window, func(r warehouse.FlaggedReading) error {
 		if kinds := anomaly.Classify(r.Reasons, r.Flags); len(kinds) > 0 {
 			detections = append(detections, anomaly.Detection{DeviceID: r.DeviceID, Time: r.Time, Kinds: kinds})
 		}
@@ -373,5 +373,5 @@ func (b *Batch) scoreDetection(ctx context.Context, in FinishRunInput) (map[stri
 
 // CleanupStaging drops the run's staging partitions.
 func (b *Batch) CleanupStaging(ctx context.Context, in CleanupInput) error {
-	return classify(store.DropStaging(ctx, b.Timescale, in.Run.RunKey))
+	return b.run(in.Run).DropStaging(ctx)
 }

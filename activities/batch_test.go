@@ -3,21 +3,35 @@ package activities
 import (
 	"context"
 	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+	enumspb "go.temporal.io/api/enums/v1"
+	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/testenv"
-	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/internal/adapter/export"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 var (
 	batchDay    = time.Date(2026, 11, 2, 0, 0, 0, 0, time.UTC)
-	batchWindow = Window{Start: batchDay, End: batchDay.Add(24 * time.Hour)}
+	batchWindow = batch.Window{Start: batchDay, End: batchDay.Add(24 * time.Hour)}
 )
 
 // batchFixture is a seeded stack and the batch activities on it.
@@ -31,23 +45,24 @@ type batchFixture struct {
 func newBatchFixture(t *testing.T, devices int) *batchFixture {
 	t.Helper()
 	s := testenv.Databases(t)
-	_, err := store.Seed(context.Background(), s.MySQL, s.Locations, s.Timescale, store.SeedOptions{
-		Seed: 3, Devices: devices, From: batchDay.Add(-24 * time.Hour), To: batchWindow.End, Sim: simulate.DefaultOptions(),
+	_, err := seeder.Run(context.Background(), s.DBs, seeder.Options{
+		Seed: 3, Devices: devices, Days: batch.Window{Start: batchDay.Add(-24 * time.Hour), End: batchWindow.End}, Sim: simulate.DefaultOptions(),
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	run := RunRef{RunKey: "run-key", RunID: "run-id", WorkflowID: "wf"}
-	if err := store.CreateStaging(context.Background(), s.Timescale, run.RunKey); err != nil {
+	run := RunRef{RunID: "run-id", WorkflowID: "wf"}
+	if err := (warehouse.Run{TS: s.Timescale, ID: run.RunID}).CreateStaging(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return &batchFixture{t: t, stack: s, run: run,
-		b: &Batch{MySQL: s.MySQL, Locations: s.Locations, Timescale: s.Timescale, ExportDir: t.TempDir(), Params: transform.DefaultParams()}}
+		b: &Batch{MySQL: s.MySQL, Locations: s.Locations, Timescale: s.Timescale, Export: export.NewLocal(t.TempDir()), Params: transform.DefaultParams()}}
 }
 
 func (f *batchFixture) env() *testsuite.TestActivityEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestActivityEnvironment()
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{ErrorClassifier()}})
 	env.RegisterActivity(f.b)
 	return env
 }
@@ -66,12 +81,12 @@ func (f *batchFixture) count(q string, args ...any) int64 {
 // total.
 func TestExtractReadingsResumesFromHeartbeat(t *testing.T) {
 	f := newBatchFixture(t, 3)
-	chunk := Chunk{ID: 0, From: batchDay, To: batchDay.Add(6 * time.Hour)}
+	chunk := batch.Chunk{ID: 0, From: batchDay, To: batchDay.Add(6 * time.Hour)}
 	resumeAt := batchDay.Add(3 * time.Hour)
 	// The attempt that died staged hour 3 but did not heartbeat it.
 	if _, err := f.stack.Timescale.Exec(context.Background(), `INSERT INTO staging.readings (run_key, device_id, time, value, battery, rssi)
 		SELECT $1, device_id, time, value, battery, rssi FROM public.sensor_readings WHERE time >= $2 AND time < $3`,
-		f.run.RunKey, resumeAt, resumeAt.Add(time.Hour)); err != nil {
+		f.run.RunID, resumeAt, resumeAt.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	env := f.env()
@@ -85,10 +100,10 @@ func TestExtractReadingsResumesFromHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	rest := f.count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, resumeAt, chunk.To)
-	if staged := f.count(`SELECT count(*) FROM staging.readings WHERE run_key = $1`, f.run.RunKey); staged != rest {
+	if staged := f.count(`SELECT count(*) FROM staging.readings WHERE run_key = $1`, f.run.RunID); staged != rest {
 		t.Errorf("staged %d rows, want %d (only [3h, 6h), each once)", staged, rest)
 	}
-	if err := store.IndexStagedReadings(context.Background(), f.stack.Timescale, f.run.RunKey); err != nil {
+	if err := (warehouse.Run{TS: f.stack.Timescale, ID: f.run.RunID}).IndexStagedReadings(context.Background()); err != nil {
 		t.Errorf("unique index over the staged readings: %v", err)
 	}
 	if res.Rows != 1000+rest {
@@ -112,7 +127,7 @@ func TestTransformResumesAfterLastDevice(t *testing.T) {
 			return err
 		},
 		func() error {
-			_, err := env.ExecuteActivity(f.b.ExtractReadings, ExtractReadingsInput{Run: f.run, Chunk: Chunk{From: batchDay.Add(-time.Hour), To: batchWindow.End}})
+			_, err := env.ExecuteActivity(f.b.ExtractReadings, ExtractReadingsInput{Run: f.run, Chunk: batch.Chunk{From: batchDay.Add(-time.Hour), To: batchWindow.End}})
 			return err
 		},
 	} {
@@ -120,7 +135,7 @@ func TestTransformResumesAfterLastDevice(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	devices, err := store.ShardDevices(ctx, f.stack.Timescale, f.run.RunKey, 0, "")
+	devices, err := (warehouse.Run{TS: f.stack.Timescale, ID: f.run.RunID}).ShardDevices(ctx, 0, "")
 	if err != nil || len(devices) != 4 {
 		t.Fatalf("shard devices: %d, %v", len(devices), err)
 	}
@@ -143,10 +158,10 @@ func TestTransformResumesAfterLastDevice(t *testing.T) {
 	}
 	all := f.count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, batchWindow.Start, batchWindow.End)
 	rest := f.count(`SELECT count(*) FROM public.sensor_readings WHERE device_id > $1 AND time >= $2 AND time < $3`, done, batchWindow.Start, batchWindow.End)
-	if got := f.count(`SELECT count(*) FROM staging.enriched WHERE run_key = $1`, f.run.RunKey); got != all {
+	if got := f.count(`SELECT count(*) FROM staging.enriched WHERE run_key = $1`, f.run.RunID); got != all {
 		t.Errorf("staging.enriched has %d rows, want %d: every reading exactly once", got, all)
 	}
-	if got := f.count(`SELECT count(DISTINCT (device_id, time)) FROM staging.enriched WHERE run_key = $1`, f.run.RunKey); got != all {
+	if got := f.count(`SELECT count(DISTINCT (device_id, time)) FROM staging.enriched WHERE run_key = $1`, f.run.RunID); got != all {
 		t.Errorf("%d distinct readings in staging.enriched, want %d", got, all)
 	}
 	if total.Devices != 4 || total.Rows != 7+rest {
@@ -177,11 +192,12 @@ func TestClassify(t *testing.T) {
 		wantType string // "" = retryable, left as is
 	}{
 		{dataErr, "InvalidData"},
-		{store.ErrStagingLost, "StagingLost"},
+		{warehouse.ErrStagingLost, "StagingLost"},
+		{fmt.Errorf("read devices: %w: MySQL table devices: Unknown column 'firmware' in 'field list'", warehouse.ErrSourceSchema), "SourceSchema"},
 		{errors.New("dial tcp 127.0.0.1:5432: connection refused"), ""},
 	}
 	for _, c := range cases {
-		got := classify(c.err)
+		got := Classify(c.err)
 		var appErr *temporal.ApplicationError
 		switch {
 		case c.wantType == "" && errors.As(got, &appErr):
@@ -189,5 +205,319 @@ func TestClassify(t *testing.T) {
 		case c.wantType != "" && (!errors.As(got, &appErr) || appErr.Type() != c.wantType || !appErr.NonRetryable()):
 			t.Errorf("classify(%v) = %v, want non-retryable %s", c.err, got, c.wantType)
 		}
+	}
+}
+
+// stageAll runs the extract of the fixture's run: devices (one shard),
+// locations and the readings of the window with its lookback hour.
+func (f *batchFixture) stageAll(env *testsuite.TestActivityEnvironment) {
+	f.t.Helper()
+	if _, err := env.ExecuteActivity(f.b.ExtractDevices, ExtractDevicesInput{Run: f.run, Shards: 1}); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := env.ExecuteActivity(f.b.ExtractLocations, ExtractLocationsInput{Run: f.run}); err != nil {
+		f.t.Fatal(err)
+	}
+	if _, err := env.ExecuteActivity(f.b.ExtractReadings, ExtractReadingsInput{Run: f.run, Chunk: batch.Chunk{From: batchDay.Add(-time.Hour), To: batchWindow.End}}); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+// crash empties the run's staging partitions, its marker's included,
+// as PostgreSQL's crash recovery empties every unlogged table.
+func (f *batchFixture) crash() {
+	f.t.Helper()
+	if _, err := f.stack.Timescale.Exec(context.Background(), "TRUNCATE "+strings.Join(warehouse.StagingPartitions(f.run.RunID), ", ")); err != nil {
+		f.t.Fatal(err)
+	}
+}
+
+func wantStagingLost(t *testing.T, what string, err error) {
+	t.Helper()
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeStagingLost || !appErr.NonRetryable() || !strings.Contains(appErr.Message(), "staging marker of run run-id") {
+		t.Errorf("%s: error %v; want a non-retryable StagingLost naming the marker", what, err)
+	}
+}
+
+// TestStagingMarkerDetectsLostStaging: once the run's unlogged staging is
+// emptied (crash recovery), every activity that reads, resumes from or
+// writes staging fails with StagingLost, whatever the row counts say, and
+// nothing reaches the warehouse; ResetStaging for the next generation makes
+// staging usable again for that generation only.
+func TestStagingMarkerDetectsLostStaging(t *testing.T) {
+	f := newBatchFixture(t, 2)
+	ctx := context.Background()
+	f.run.StagingGeneration = 1
+	if err := f.b.run(f.run).CreateStaging(ctx); err != nil {
+		t.Fatal(err)
+	}
+	env := f.env()
+	f.stageAll(env)
+	v, err := env.ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total TransformTotal
+	if err := v.Get(&total); err != nil || total.Rows == 0 {
+		t.Fatalf("transform: %+v, %v", total, err)
+	}
+	f.crash()
+
+	chunk := batch.Chunk{From: batchDay.Add(-time.Hour), To: batchWindow.End}
+	resume := f.env()
+	resume.SetHeartbeatDetails(ExtractReadingsProgress{NextFrom: batchDay.Add(6 * time.Hour), Rows: 100})
+	_, err = resume.ExecuteActivity(f.b.ExtractReadings, ExtractReadingsInput{Run: f.run, Chunk: chunk})
+	wantStagingLost(t, "ExtractReadings resuming", err)
+	_, err = f.env().ExecuteActivity(f.b.ExtractReadings, ExtractReadingsInput{Run: f.run, Chunk: chunk})
+	wantStagingLost(t, "ExtractReadings", err)
+	_, err = f.env().ExecuteActivity(f.b.ExtractDevices, ExtractDevicesInput{Run: f.run, Shards: 1})
+	wantStagingLost(t, "ExtractDevices", err)
+	_, err = f.env().ExecuteActivity(f.b.ExtractLocations, ExtractLocationsInput{Run: f.run})
+	wantStagingLost(t, "ExtractLocations", err)
+	_, err = f.env().ExecuteActivity(f.b.RecordRejects, RejectsInput{Run: f.run, Window: batchWindow})
+	wantStagingLost(t, "RecordRejects", err)
+	_, err = f.env().ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour})
+	wantStagingLost(t, "Transform", err)
+	tr := f.env()
+	tr.SetHeartbeatDetails(TransformProgress{LastDevice: "A", Totals: TransformTotal{Devices: 1, Rows: 5}})
+	_, err = tr.ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour})
+	wantStagingLost(t, "Transform resuming", err)
+	_, err = f.env().ExecuteActivity(f.b.LoadDimensions, LoadDimensionsInput{Run: f.run})
+	wantStagingLost(t, "LoadDimensions", err)
+	// Even expecting no rows, which an emptied staging would match.
+	_, err = f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: f.run, Shard: 0, Window: batchWindow, ExpectedRows: 0})
+	wantStagingLost(t, "LoadFacts", err)
+	_, err = f.env().ExecuteActivity(f.b.ExportFeatures, ExportFeaturesInput{Run: f.run, Window: batchWindow})
+	wantStagingLost(t, "ExportFeatures", err)
+	_, err = f.env().ExecuteActivity(f.b.FinishRun, FinishRunInput{Run: f.run, Window: batchWindow, Status: batch.StatusSucceeded})
+	wantStagingLost(t, "FinishRun", err)
+	for _, table := range []string{"dwh.fact_sensor_readings_enriched", "dwh.dim_devices", "dwh.dim_locations", "dwh.ml_features", "dwh.etl_rejects"} {
+		if n := f.count(`SELECT count(*) FROM ` + table); n != 0 {
+			t.Errorf("%s has %d rows after lost staging", table, n)
+		}
+	}
+	if files, _ := f.b.Export.List(ctx, ""); len(files) != 0 {
+		t.Errorf("the export store holds %v after lost staging", files)
+	}
+
+	// Generation 2: usable again, for generation 2 only.
+	stale := f.run
+	f.run.StagingGeneration = 2
+	if _, err := f.env().ExecuteActivity(f.b.ResetStaging, ResetStagingInput{Run: f.run}); err != nil {
+		t.Fatal(err)
+	}
+	f.stageAll(f.env())
+	if _, err := f.env().ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	if got := f.count(`SELECT count(*) FROM staging.enriched WHERE run_key = $1`, f.run.RunID); got != total.Rows {
+		t.Errorf("generation 2 transformed %d rows, generation 1 %d", got, total.Rows)
+	}
+	_, err = f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: stale, Shard: 0, Window: batchWindow, ExpectedRows: total.Rows})
+	wantStagingLost(t, "LoadFacts of generation 1", err)
+	if _, err := f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: f.run, Shard: 0, Window: batchWindow, ExpectedRows: total.Rows}); err != nil {
+		t.Errorf("LoadFacts of generation 2: %v", err)
+	}
+}
+
+// TestResetStagingRecreatesMissingPartitions: staging whose partitions
+// were dropped (by hand, or a sweep) is re-created whole.
+func TestResetStagingRecreatesMissingPartitions(t *testing.T) {
+	f := newBatchFixture(t, 1)
+	ctx := context.Background()
+	run := f.b.run(RunRef{RunID: f.run.RunID, StagingGeneration: 3})
+	if err := run.DropStaging(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.ResetStaging(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := run.ResetStaging(ctx); err != nil {
+		t.Fatalf("a second reset: %v", err)
+	}
+	if err := run.CheckStaging(ctx); err != nil {
+		t.Errorf("after reset: %v", err)
+	}
+	for _, p := range warehouse.StagingPartitions(f.run.RunID) {
+		if n := f.count(`SELECT count(*) FROM pg_class WHERE oid = to_regclass($1) AND relpersistence = 'u'`, p); n != 1 {
+			t.Errorf("%s is not an unlogged table after the reset", p)
+		}
+	}
+}
+
+// TestExtractDevicesSourceSchema: a column the batch reads dropped from
+// the registry is a non-retryable SourceSchema error naming the table and
+// the column, and nothing is staged; a column added changes nothing.
+func TestExtractDevicesSourceSchema(t *testing.T) {
+	f := newBatchFixture(t, 3)
+	if _, err := f.stack.MySQL.Exec(`ALTER TABLE devices ADD COLUMN notes VARCHAR(64) NULL FIRST`); err != nil {
+		t.Fatal(err)
+	}
+	v, err := f.env().ExecuteActivity(f.b.ExtractDevices, ExtractDevicesInput{Run: f.run, Shards: 2})
+	if err != nil {
+		t.Fatalf("with an added column: %v", err)
+	}
+	var res ExtractDevicesResult
+	if err := v.Get(&res); err != nil || res.Devices != 3 {
+		t.Errorf("with an added column: %+v, %v; want 3 devices", res, err)
+	}
+	for _, c := range []struct{ table, alter, column string }{
+		{"devices", `ALTER TABLE devices DROP COLUMN firmware`, "firmware"},
+		{"device_types", `ALTER TABLE device_types RENAME COLUMN unit TO units`, "unit"},
+	} {
+		if _, err := f.stack.MySQL.Exec(c.alter); err != nil {
+			t.Fatal(err)
+		}
+		_, err := f.env().ExecuteActivity(f.b.ExtractDevices, ExtractDevicesInput{Run: f.run, Shards: 2})
+		var appErr *temporal.ApplicationError
+		if !errors.As(err, &appErr) || appErr.Type() != ErrTypeSourceSchema || !appErr.NonRetryable() ||
+			!strings.Contains(appErr.Message(), "MySQL table "+c.table+": Unknown column '"+c.column+"'") {
+			t.Errorf("%s: error %v; want a non-retryable SourceSchema naming table %s and column %s", c.alter, err, c.table, c.column)
+		}
+		// The staged devices of the earlier extract are as they were.
+		if n := f.count(`SELECT count(*) FROM staging.devices WHERE run_key = $1`, f.run.RunID); n != 3 {
+			t.Errorf("%s: %d staged devices, want the 3 of the earlier extract", c.alter, n)
+		}
+	}
+}
+
+// fakeTemporal answers the sweep's questions about workflow runs: status
+// by run id (absent: not found), a termination's reason in the close
+// event. It records which runs were asked about.
+type fakeTemporal struct {
+	mu     sync.Mutex
+	status map[string]enumspb.WorkflowExecutionStatus
+	asked  []string
+}
+
+func (f *fakeTemporal) DescribeWorkflow(_ context.Context, workflowID, runID string) (*client.WorkflowExecutionDescription, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.asked = append(f.asked, runID)
+	st, ok := f.status[runID]
+	if !ok {
+		return nil, serviceerror.NewNotFound("workflow execution not found for workflow id " + workflowID)
+	}
+	closed := batchDay
+	return &client.WorkflowExecutionDescription{WorkflowExecutionMetadata: client.WorkflowExecutionMetadata{Status: st, WorkflowCloseTime: &closed}}, nil
+}
+
+func (f *fakeTemporal) GetWorkflowHistory(context.Context, string, string, bool, enumspb.HistoryEventFilterType) client.HistoryEventIterator {
+	return &fakeHistory{events: []*historypb.HistoryEvent{{
+		EventType: enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_TERMINATED,
+		Attributes: &historypb.HistoryEvent_WorkflowExecutionTerminatedEventAttributes{WorkflowExecutionTerminatedEventAttributes: &historypb.WorkflowExecutionTerminatedEventAttributes{
+			Reason: "stuck since Tuesday", Identity: "ops@host",
+		}},
+	}}}
+}
+
+type fakeHistory struct{ events []*historypb.HistoryEvent }
+
+func (h *fakeHistory) HasNext() bool { return len(h.events) > 0 }
+func (h *fakeHistory) Next() (*historypb.HistoryEvent, error) {
+	ev := h.events[0]
+	h.events = h.events[1:]
+	return ev, nil
+}
+
+// TestSweepStaging: the sweep drops the staging of runs whose row is
+// closed (without asking Temporal) and of runs whose workflow Temporal
+// describes as closed, marking their open rows terminated with the reason;
+// it leaves alone the staging of a running workflow, of the run it is told
+// to spare, of a workflow Temporal does not know, and staging without a
+// run row.
+func TestSweepStaging(t *testing.T) {
+	f := newBatchFixture(t, 1) // stages "run-id" without a run row
+	ctx := context.Background()
+	fake := &fakeTemporal{status: map[string]enumspb.WorkflowExecutionStatus{
+		"running":    enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING,
+		"terminated": enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED,
+		"timed-out":  enumspb.WORKFLOW_EXECUTION_STATUS_TIMED_OUT,
+		"self":       enumspb.WORKFLOW_EXECUTION_STATUS_TERMINATED, // never asked
+	}}
+	f.b.Temporal = fake
+	for _, r := range []struct {
+		id      string
+		status  batch.Status
+		staging bool
+	}{
+		{"running", batch.StatusRunning, true},
+		{"terminated", batch.StatusRunning, true},
+		{"timed-out", batch.StatusLoadFailed, false},
+		{"succeeded", batch.StatusSucceeded, true},
+		{"unknown", batch.StatusExportFailed, true},
+		{"self", batch.StatusRunning, true},
+	} {
+		run := warehouse.Run{TS: f.stack.Timescale, ID: r.id, Generation: 1}
+		if err := run.Start(ctx, warehouse.RunStart{WorkflowID: "wf-" + r.id, Window: batchWindow, StartedAt: batchDay}); err != nil {
+			t.Fatal(err)
+		}
+		if r.status != batch.StatusRunning {
+			if err := run.Mark(ctx, r.status, ""); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if r.staging {
+			if err := run.CreateStaging(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	v, err := f.env().ExecuteActivity(f.b.SweepStaging, SweepStagingInput{Except: "self", LockWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var res SweepStagingResult
+	if err := v.Get(&res); err != nil {
+		t.Fatal(err)
+	}
+	staged, err := warehouse.StagedRuns(ctx, f.stack.Timescale)
+	if err != nil {
+		t.Fatal(err)
+	}
+	six := len(warehouse.StagingPartitions("x"))
+	if diff := cmp.Diff(map[string]int{"running": six, "unknown": six, "self": six, "run-id": six}, staged); diff != "" {
+		t.Errorf("staging partitions per run after the sweep (-want +got):\n%s", diff)
+	}
+	status := func(id string) (string, string) {
+		var s string
+		var e *string
+		if err := f.stack.Timescale.QueryRow(ctx, `SELECT status, error FROM dwh.etl_runs WHERE run_id = $1`, id).Scan(&s, &e); err != nil {
+			t.Fatal(err)
+		}
+		if e == nil {
+			return s, ""
+		}
+		return s, *e
+	}
+	for id, want := range map[string]string{
+		"terminated": `workflow terminated in Temporal (reason "stuck since Tuesday", by ops@host) before it finished the run; its staging was swept`,
+		"timed-out":  "workflow timed out in Temporal before it finished the run; its staging was swept",
+	} {
+		if s, e := status(id); s != "terminated" || e != want {
+			t.Errorf("run %s: %s %q; want terminated %q", id, s, e, want)
+		}
+	}
+	for id, want := range map[string]string{"running": "running", "succeeded": "succeeded", "unknown": "export_failed", "self": "running"} {
+		if s, _ := status(id); s != want {
+			t.Errorf("run %s: status %s, want %s", id, s, want)
+		}
+	}
+	sort.Strings(fake.asked)
+	if diff := cmp.Diff([]string{"running", "terminated", "timed-out", "unknown"}, fake.asked); diff != "" {
+		t.Errorf("runs asked about (-want +got):\n%s", diff)
+	}
+	if res.Dropped != 1 || res.Closed != 2 || res.Running != 1 || res.Unknown != 2 || res.Failed != 0 {
+		t.Errorf("result %+v; want 1 dropped, 2 terminated, 1 running, 2 unknown", res)
+	}
+
+	// A second sweep finds nothing more to do.
+	v, err = f.env().ExecuteActivity(f.b.SweepStaging, SweepStagingInput{Except: "self"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Get(&res); err != nil || res.Dropped != 0 || res.Closed != 0 || res.Unknown != 2 {
+		t.Errorf("second sweep: %+v, %v; want only the 2 unknown left", res, err)
 	}
 }

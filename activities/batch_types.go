@@ -1,34 +1,35 @@
 package activities
 
-import "time"
+import (
+	"time"
 
-// Window is a half-open time range [Start, End).
-type Window struct {
-	Start time.Time `json:"start"`
-	End   time.Time `json:"end"`
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+)
+
+// RunRef identifies one batch run. RunID, the workflow run id, scopes its
+// staging rows and is written to the warehouse for lineage.
+// StagingGeneration is the generation of the run's staging the caller
+// knows (1, then one more for every re-creation after it was lost): an
+// activity that finds no staging marker of that generation fails with
+// StagingLost. 0 (a workflow from before markers) skips the check.
+type RunRef struct {
+	RunID             string `json:"run_id"`
+	WorkflowID        string `json:"workflow_id"`
+	StagingGeneration int    `json:"staging_generation,omitempty"`
 }
 
-// Duration is End − Start.
-func (w Window) Duration() time.Duration { return w.End.Sub(w.Start) }
-
-// Contains reports whether t is in the window.
-func (w Window) Contains(t time.Time) bool { return !t.Before(w.Start) && t.Before(w.End) }
-
-// RunRef identifies one batch run. RunKey scopes its staging rows (the
-// workflow run id); RunID is written to the warehouse for lineage.
-type RunRef struct {
-	RunKey     string `json:"run_key"`
-	RunID      string `json:"run_id"`
-	WorkflowID string `json:"workflow_id"`
+// ResetStagingInput re-creates a run's lost staging for a new generation.
+type ResetStagingInput struct {
+	Run RunRef `json:"run"`
 }
 
 // StartRunInput records a run in dwh.etl_runs.
 type StartRunInput struct {
-	Run          RunRef    `json:"run"`
-	Window       Window    `json:"window"`
-	TestMode     bool      `json:"test_mode"`
-	DeviceFilter []string  `json:"device_filter,omitempty"`
-	StartedAt    time.Time `json:"started_at"`
+	Run          RunRef       `json:"run"`
+	Window       batch.Window `json:"window"`
+	TestMode     bool         `json:"test_mode"`
+	DeviceFilter []string     `json:"device_filter,omitempty"`
+	StartedAt    time.Time    `json:"started_at"`
 }
 
 // ExtractDevicesInput selects the devices of a run.
@@ -51,18 +52,11 @@ type ExtractLocationsInput struct {
 	Run RunRef `json:"run"`
 }
 
-// Chunk is one time slice of the readings to extract.
-type Chunk struct {
-	ID   int       `json:"id"`
-	From time.Time `json:"from"`
-	To   time.Time `json:"to"`
-}
-
 // ExtractReadingsInput stages the raw readings of one chunk.
 type ExtractReadingsInput struct {
-	Run          RunRef   `json:"run"`
-	Chunk        Chunk    `json:"chunk"`
-	DeviceFilter []string `json:"device_filter,omitempty"`
+	Run          RunRef      `json:"run"`
+	Chunk        batch.Chunk `json:"chunk"`
+	DeviceFilter []string    `json:"device_filter,omitempty"`
 }
 
 // ExtractReadingsProgress is the heartbeat of a chunk: the hours before
@@ -79,8 +73,8 @@ type ExtractReadingsResult struct {
 
 // RejectsInput finds the staged readings the transform cannot enrich.
 type RejectsInput struct {
-	Run    RunRef `json:"run"`
-	Window Window `json:"window"`
+	Run    RunRef       `json:"run"`
+	Window batch.Window `json:"window"`
 }
 
 // RejectsResult counts them by reason.
@@ -93,7 +87,7 @@ type RejectsResult struct {
 type TransformInput struct {
 	Run      RunRef        `json:"run"`
 	Shard    int           `json:"shard"`
-	Window   Window        `json:"window"`
+	Window   batch.Window  `json:"window"`
 	Lookback time.Duration `json:"lookback"`
 }
 
@@ -127,10 +121,10 @@ type LoadDimensionsResult struct {
 // LoadFactsInput loads one shard's enriched rows into the fact table and
 // refreshes its hourly buckets, in one transaction.
 type LoadFactsInput struct {
-	Run          RunRef `json:"run"`
-	Shard        int    `json:"shard"`
-	Window       Window `json:"window"`
-	ExpectedRows int64  `json:"expected_rows"`
+	Run          RunRef       `json:"run"`
+	Shard        int          `json:"shard"`
+	Window       batch.Window `json:"window"`
+	ExpectedRows int64        `json:"expected_rows"`
 }
 
 // LoadFactsResult counts the upserted rows; Changed excludes rows that were
@@ -144,39 +138,48 @@ type LoadFactsResult struct {
 // RefreshAggregatesInput refreshes the hourly continuous aggregate of a
 // window (a no-op without TimescaleDB, where LoadFacts refreshed the table).
 type RefreshAggregatesInput struct {
-	Window Window `json:"window"`
+	Window batch.Window `json:"window"`
 }
 
 // ExportFeaturesInput builds the ML features of a window.
 type ExportFeaturesInput struct {
-	Run    RunRef `json:"run"`
-	Window Window `json:"window"`
-	CSV    bool   `json:"csv"`
+	Run    RunRef       `json:"run"`
+	Window batch.Window `json:"window"`
+	CSV    bool         `json:"csv"`
+	// AttemptOffset is added to the activity's attempt to number its
+	// directory (attempt-<n>): an export run again after the run parked is
+	// a new activity whose attempts start at 1 again, and must not write
+	// where an earlier one did.
+	AttemptOffset int32 `json:"attempt_offset,omitempty"`
 }
 
-// ExportedFile is one output file with its checksum.
+// ExportedFile is one published data file with its checksum. Path is
+// relative to the window directory (<run_id>/attempt-<n>/features.parquet);
+// URL is where to read it (file:///... or s3://...).
 type ExportedFile struct {
 	Path   string `json:"path"`
+	URL    string `json:"url"`
 	Format string `json:"format"`
 	Rows   int64  `json:"rows"`
 	SHA256 string `json:"sha256"`
 	Bytes  int64  `json:"bytes"`
 }
 
-// ExportFeaturesResult lists the outputs.
+// ExportFeaturesResult says what was published and where: WindowURL is
+// the window's directory, ManifestURL its manifest.json, which lists Files.
 type ExportFeaturesResult struct {
-	Rows     int64          `json:"rows"`
-	Positive int64          `json:"positive"` // rows whose label is true
-	Dir      string         `json:"dir"`
-	Manifest string         `json:"manifest"`
-	Files    []ExportedFile `json:"files"`
+	Rows        int64          `json:"rows"`
+	Positive    int64          `json:"positive"` // rows whose label is true
+	WindowURL   string         `json:"window_url"`
+	ManifestURL string         `json:"manifest_url"`
+	Files       []ExportedFile `json:"files"`
 }
 
 // FinishRunInput closes a run in dwh.etl_runs.
 type FinishRunInput struct {
 	Run          RunRef           `json:"run"`
-	Window       Window           `json:"window"`
-	Status       string           `json:"status"` // succeeded, load_failed, abandoned, failed
+	Window       batch.Window     `json:"window"`
+	Status       batch.Status     `json:"status"`
 	Devices      int              `json:"devices"`
 	Extracted    int64            `json:"extracted"`
 	Rejects      int64            `json:"rejects"`
@@ -186,6 +189,8 @@ type FinishRunInput struct {
 	FeaturesPath string           `json:"features_path,omitempty"`
 	Error        string           `json:"error,omitempty"`
 	FinishedAt   time.Time        `json:"finished_at"`
+	// StagingRecoveries counts the times the run re-created lost staging.
+	StagingRecoveries int `json:"staging_recoveries,omitempty"`
 }
 
 // DetectionScore is precision and recall of one anomaly kind against the
@@ -215,7 +220,7 @@ type CleanupInput struct {
 
 // MarkRunInput records an intermediate status of a run.
 type MarkRunInput struct {
-	Run    RunRef `json:"run"`
-	Status string `json:"status"`
-	Error  string `json:"error,omitempty"`
+	Run    RunRef       `json:"run"`
+	Status batch.Status `json:"status"`
+	Error  string       `json:"error,omitempty"`
 }

@@ -14,10 +14,12 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/internal/adapter/health"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/metrics"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
 // Stream holds the stream ETL activities and what they need.
@@ -40,6 +42,8 @@ type Stream struct {
 	RegistryRefresh time.Duration
 	// HeartbeatEvery is the lease heartbeat interval; 0 means 1s.
 	HeartbeatEvery time.Duration
+	// Metrics records commits and lease ends; nil records nothing.
+	Metrics *metrics.Stream
 }
 
 // ListPartitions returns the partitions of the topic with their high
@@ -53,15 +57,15 @@ func (s *Stream) ListPartitions(ctx context.Context, in ListPartitionsInput) (Li
 	defer cl.Close()
 	ids, err := kafka.Partitions(ctx, cl, in.Topic)
 	if err != nil {
-		return ListPartitionsResult{}, err
+		return ListPartitionsResult{}, health.Diagnose(err, health.KafkaSettings)
 	}
 	hwms, err := kafka.HighWatermarks(ctx, cl, in.Topic)
 	if err != nil {
-		return ListPartitionsResult{}, err
+		return ListPartitionsResult{}, health.Diagnose(err, health.KafkaSettings)
 	}
-	committed, err := store.StreamOffsets(ctx, s.Timescale, in.Topic)
+	committed, err := sink.ReadOffsets(ctx, s.Timescale, in.Topic)
 	if err != nil {
-		return ListPartitionsResult{}, classify(err)
+		return ListPartitionsResult{}, err
 	}
 	out := ListPartitionsResult{Partitions: make([]PartitionProgress, 0, len(ids))}
 	for _, p := range ids {
@@ -90,7 +94,9 @@ func (s *Stream) ConsumeLease(ctx context.Context, in LeaseInput) (LeaseResult, 
 	if tc == nil {
 		tc = activity.GetClient(ctx)
 	}
-	log := s.logger().With("workflow_id", info.WorkflowExecution.ID, "activity_id", info.ActivityID, "slot", in.Slot)
+	log := s.logger().With("workflow_id", info.WorkflowExecution.ID, "run_id", info.WorkflowExecution.RunID,
+		"activity_type", info.ActivityType.Name, "activity_id", info.ActivityID, "attempt", info.Attempt,
+		"slot", in.Slot, "partitions", in.Partitions)
 	hooks := leaseHooks{
 		owner: fmt.Sprintf("%s/%s/%s#%d", info.WorkflowExecution.ID, shortID(info.WorkflowExecution.RunID), info.ActivityID, info.Attempt),
 		heartbeat: func(ctx context.Context, hb LeaseHeartbeat) error {
@@ -103,14 +109,18 @@ func (s *Stream) ConsumeLease(ctx context.Context, in LeaseInput) (LeaseResult, 
 		log:        log,
 	}
 	res, err := s.runLease(ctx, in, hooks)
+	cause := res.End
+	switch {
+	case errors.Is(err, sink.ErrLeaseFenced):
+		cause = "fenced"
+	case err != nil:
+		cause = "failed"
+	}
+	s.Metrics.LeaseEnded(in.Topic, cause)
 	if err != nil {
 		log.Error("stream lease failed", "error", err)
-		if errors.Is(err, store.ErrLeaseFenced) {
-			return res, temporal.NewNonRetryableApplicationError(err.Error(), "LeaseFenced", err)
-		}
-		return res, classify(err)
 	}
-	return res, nil
+	return res, err
 }
 
 func (s *Stream) logger() *slog.Logger {

@@ -13,12 +13,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/testenv"
-	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 // BenchmarkLeaseIngest measures the exactly-once consume path against its
@@ -48,7 +48,7 @@ func BenchmarkLeaseIngest(b *testing.B) {
 	s.Config.Kafka.BootstrapServers = brokers
 	fleet := simulate.NewFleet(42, devices)
 	ctx := context.Background()
-	if err := store.ReplaceDevices(ctx, s.MySQL, fleet); err != nil {
+	if err := seeder.ReplaceDevices(ctx, s.MySQL, fleet); err != nil {
 		b.Fatal(err)
 	}
 	gen, err := simulate.NewGenerator(fleet, simulate.DefaultOptions())

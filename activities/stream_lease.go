@@ -1,34 +1,48 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
 	"sort"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/transform"
-	"github.com/iot-etl/iot-etl/internal/window"
+	"github.com/iot-etl/iot-etl/internal/adapter/health"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/metrics"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
+	"github.com/iot-etl/iot-etl/internal/domain/ingest"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
 )
 
 // Defaults of the lease loop.
 const (
-	defaultHeartbeatEvery  = time.Second
-	defaultProgressEvery   = 5 * time.Second
-	defaultRegistryRefresh = 30 * time.Second
+	defaultHeartbeatEvery = time.Second
+	defaultProgressEvery  = 5 * time.Second
 	// idlePoll bounds one poll of an empty batch, so the loop checks its
 	// stop conditions at least this often.
 	idlePoll = time.Second
 	// dbTimeout bounds one database step of a lease (claim, commit).
 	dbTimeout = 2 * time.Minute
+	// refusedConnections is how many connection attempts in a row the
+	// brokers may refuse (TLS, SASL) before the lease fails and says why.
+	refusedConnections = 3
+	// probeEvery is how often a lease asks the brokers for the high
+	// watermarks of its partitions (a request every broker answers at
+	// once, idle or not), each ask bounded by probeTimeout.
+	probeEvery   = 2 * time.Second
+	probeTimeout = 5 * time.Second
+	// stallAfter is how long a commit may be pending, or the brokers
+	// silent, before the lease reports it as its problem.
+	stallAfter = 5 * time.Second
 )
 
 // leaseHooks connect a lease to Temporal. ConsumeLease fills them with the
@@ -41,89 +55,38 @@ type leaseHooks struct {
 	log        *slog.Logger
 }
 
-// partitionState is a lease's view of one owned partition.
-type partitionState struct {
-	id       int32
-	epoch    int64
-	consumed bool
-	// committed is the committed next offset (test mode: the position).
-	committed int64
-	// claimWatermark is the watermark committed before this lease: stored
-	// readings up to it warm the transform state of devices.
-	claimWatermark time.Time
-	watermark      window.Watermark // includes the open batch
-	committedWM    window.Watermark
-	counters       store.StreamCounters // committed totals
-	hwm            int64
-	drainTo        int64
-	draining       bool
-
-	// The open batch.
-	next    int64 // offset after the last record taken into the batch
-	pending store.StreamCounters
-}
-
-func (p *partitionState) reachedDrain() bool { return p.draining && p.next >= p.drainTo }
-
-type readingKey struct {
-	device string
-	micros int64
-}
-
-// openBatch is the micro-batch being assembled.
-type openBatch struct {
-	records  int
-	started  time.Time
-	readings []store.StreamReading
-	dead     []store.DeadLetter
-	seen     map[readingKey]struct{}
-}
-
-func (b *openBatch) reset() {
-	b.records, b.started = 0, time.Time{}
-	b.readings, b.dead = b.readings[:0], b.dead[:0]
-	clear(b.seen)
-}
-
-// decoded is a record accepted by the decoder and the window stage, waiting
-// for the transform (which may need its device's state warmed first).
-type decoded struct {
-	partition int32
-	offset    int64
-	r         reading.Reading
-}
-
-// lease is one run of ConsumeLease.
+// lease is one run of ConsumeLease: Kafka in, the ingest core in the
+// middle, the stream sink out, and the heartbeats and progress signals
+// that keep Temporal informed.
 type lease struct {
 	s     *Stream
 	in    LeaseInput
 	hooks leaseHooks
-	log   *slog.Logger
+	// logp is the lease's logger; start adds the claimed epochs to it
+	// while the heartbeat goroutine may already log.
+	logp atomic.Pointer[slog.Logger]
 
-	maxRecords int
-	maxWait    time.Duration
-	params     transform.Params
+	batcher *ingest.Batcher
+	conn    *kafka.ConnWatch // the consumer's connection attempts
 
-	sink       *store.StreamSink
-	registry   map[string]store.StreamDevice
-	devices    *reading.DeviceSet
-	registryAt time.Time
-	states     map[string]*transform.DeviceState
-
-	parts map[int32]*partitionState
-	order []int32
-	batch openBatch
-
-	// Shared with the heartbeat and progress goroutines.
-	mu       sync.Mutex
-	snapshot []PartitionProgress
-	batches  int64
+	// Shared with the heartbeat, progress and probe goroutines.
+	mu            sync.Mutex
+	snapshot      []PartitionProgress
+	batches       int64
+	commitSince   time.Time // when the pending commit began; zero when none
+	commitRecords int
+	kafkaOK       time.Time // when the brokers last answered a probe
+	kafkaErr      error     // the last failed probe's error
+	probedHWMs    map[int32]int64
 
 	stopOnce   sync.Once
 	stopReason string
 	stopFetch  context.CancelFunc
 	stopped    chan struct{}
 }
+
+// log is the lease's logger.
+func (l *lease) log() *slog.Logger { return l.logp.Load() }
 
 // stop ends fetching; the first reason wins.
 func (l *lease) stop(reason string) {
@@ -150,31 +113,8 @@ func (s *Stream) runLease(ctx context.Context, in LeaseInput, hooks leaseHooks) 
 	if len(in.Partitions) == 0 {
 		return LeaseResult{Slot: in.Slot, End: LeaseEndDrained}, nil
 	}
-	l := &lease{
-		s: s, in: in, hooks: hooks, log: hooks.log,
-		maxRecords: in.MaxBatchRecords, maxWait: in.MaxBatchWait, params: s.Params,
-		states: map[string]*transform.DeviceState{}, parts: map[int32]*partitionState{},
-		batch:   openBatch{seen: map[readingKey]struct{}{}},
-		stopped: make(chan struct{}),
-	}
-	if l.log == nil {
-		l.log = s.logger()
-	}
-	if l.maxRecords <= 0 {
-		l.maxRecords = s.Config.MaxBatchRecords
-	}
-	if l.maxRecords <= 0 {
-		l.maxRecords = 5000
-	}
-	if l.maxWait <= 0 {
-		l.maxWait = s.Config.MaxBatchWait
-	}
-	if l.maxWait <= 0 {
-		l.maxWait = 200 * time.Millisecond
-	}
-	if l.params == (transform.Params{}) {
-		l.params = transform.DefaultParams()
-	}
+	l := &lease{s: s, in: in, hooks: hooks, stopped: make(chan struct{})}
+	l.logp.Store(cmp.Or(hooks.log, s.logger()))
 	// Database and Kafka work runs on a context the activity's cancellation
 	// does not reach: a cancelled lease still commits its open batch.
 	work := context.WithoutCancel(ctx)
@@ -182,43 +122,44 @@ func (s *Stream) runLease(ctx context.Context, in LeaseInput, hooks leaseHooks) 
 	l.stopFetch = stopFetch
 	defer stopFetch()
 
-	if err := l.start(work); err != nil {
+	// Heartbeats start first: opening the sink and claiming the partitions
+	// take several round trips to the database, which a slow link makes
+	// longer than the heartbeat timeout.
+	var bg sync.WaitGroup
+	done := make(chan struct{})
+	defer func() { close(done); bg.Wait() }()
+	bg.Add(1)
+	go func() { defer bg.Done(); l.heartbeatLoop(work, done) }()
+
+	// A lease that Temporal gave up on while it started (stop cancels
+	// fetchCtx) claims nothing.
+	sk, err := l.start(fetchCtx)
+	if err != nil {
 		return LeaseResult{Slot: in.Slot}, err
 	}
 	defer func() {
 		cctx, cancel := context.WithTimeout(work, 10*time.Second)
 		defer cancel()
-		_ = l.sink.Close(cctx)
+		_ = sk.Close(cctx)
 	}()
 
-	offsets := make(map[int32]int64, len(l.order))
-	for _, p := range l.order {
-		offsets[p] = l.parts[p].committed
-	}
-	cl, err := kafka.NewPartitionConsumer(s.Kafka, nil, in.Topic, offsets, 0)
+	offsets := l.batcher.Positions()
+	l.conn = kafka.NewConnWatch(s.Kafka)
+	cl, err := kafka.NewPartitionConsumer(s.Kafka, nil, in.Topic, offsets, 0, l.conn.Opt(),
+		s.Metrics.LeaseKafkaClient(in.Slot))
 	if err != nil {
 		return LeaseResult{Slot: in.Slot}, err
 	}
 	defer cl.Close()
-	hctx, hcancel := context.WithTimeout(work, 10*time.Second)
-	if hwms, err := kafka.HighWatermarks(hctx, cl, in.Topic); err == nil {
-		for _, p := range l.order {
-			l.parts[p].hwm = max(hwms[p], l.parts[p].committed)
-		}
-	} else {
-		l.log.Warn("stream lease: high watermarks unavailable", "error", err)
-	}
-	hcancel()
+	l.probe(work, cl)
+	l.observeProbed()
 	l.publish()
 
-	l.log.Info("stream lease started", "partitions", in.Partitions, "owner", hooks.owner, "offsets", offsets,
+	l.log().Info("stream lease started", "owner", hooks.owner, "offsets", offsets,
 		"duration", in.Duration, "drain", in.DrainTo != nil, "test_mode", in.TestMode, "debug", in.Debug)
 
 	// Stop conditions that are not part of the fetch loop: the activity's
 	// own cancellation, the worker stopping, the lease duration.
-	var bg sync.WaitGroup
-	done := make(chan struct{})
-	defer func() { close(done); bg.Wait() }()
 	bg.Add(3)
 	go func() {
 		defer bg.Done()
@@ -238,10 +179,13 @@ func (s *Stream) runLease(ctx context.Context, in LeaseInput, hooks leaseHooks) 
 		case <-done:
 		}
 	}()
-	go func() { defer bg.Done(); l.heartbeatLoop(work, done) }()
 	go func() { defer bg.Done(); l.progressLoop(work, done) }()
+	go func() {
+		defer bg.Done()
+		tick(done, probeEvery, func(time.Time) bool { l.probe(work, cl); return true })
+	}()
 
-	if l.drainReached() {
+	if l.batcher.Drained() {
 		l.stop(LeaseEndDrained)
 	}
 	if err := l.consume(work, fetchCtx, cl); err != nil {
@@ -249,345 +193,257 @@ func (s *Stream) runLease(ctx context.Context, in LeaseInput, hooks leaseHooks) 
 		return l.result(), err
 	}
 	res := l.result()
-	l.log.Info("stream lease ended", "end", res.End, "batches", res.Batches, "offsets", l.committedOffsets())
+	l.log().Info("stream lease ended", "end", res.End, "batches", res.Batches, "offsets", l.committedOffsets())
 	return res, nil
 }
 
-// start opens the sink, loads the registry and claims the partitions.
-func (l *lease) start(ctx context.Context) error {
+// start opens the sink, loads the registry, claims the partitions (test
+// mode: reads their committed state, claiming nothing) and starts the
+// ingest core from that state.
+func (l *lease) start(ctx context.Context) (*sink.Sink, error) {
 	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
-	sink, err := store.OpenStreamSink(ctx, l.s.Timescale, l.in.Topic)
+	sk, err := sink.Open(ctx, l.s.Timescale, l.in.Topic)
 	if err != nil {
-		return err
+		return nil, err
 	}
-	l.sink = sink
-	if err := l.loadRegistry(ctx); err != nil {
-		_ = sink.Close(ctx)
-		return err
+	registry := func(ctx context.Context) (map[string]ingest.Device, error) {
+		return sink.Registry(ctx, l.s.MySQL)
 	}
-	var claimed map[int32]store.StreamOffset
+	devices, err := registry(ctx)
+	if err != nil {
+		_ = sk.Close(ctx)
+		return nil, err
+	}
+	var claimed map[int32]ingest.Offset
 	if l.in.TestMode {
-		claimed, err = sink.Offsets(ctx) // read only: test mode writes nothing
+		claimed, err = sk.Offsets(ctx)
 	} else {
-		claimed, err = sink.Claim(ctx, l.in.Partitions, l.hooks.owner)
+		claimed, err = sk.Claim(ctx, l.in.Partitions, l.hooks.owner)
 	}
 	if err != nil {
-		_ = sink.Close(ctx)
-		return err
+		_ = sk.Close(ctx)
+		return nil, err
 	}
-	for _, p := range l.in.Partitions {
-		o, ok := claimed[p]
-		ps := &partitionState{
-			id: p, epoch: o.Epoch, consumed: ok, committed: o.NextOffset, next: o.NextOffset,
-			claimWatermark: o.Watermark, watermark: window.RestoreWatermark(o.Watermark), counters: o.Counters,
-		}
-		ps.committedWM = ps.watermark
-		if l.in.DrainTo != nil {
-			// A partition missing from DrainTo has nothing to drain.
-			ps.draining, ps.drainTo = true, l.in.DrainTo[p]
-		}
-		l.parts[p] = ps
-		l.order = append(l.order, p)
+	// From here on every line of the lease names the epoch of each of its
+	// partitions (the fence its commits carry).
+	epochs := make(map[int32]int64, len(claimed))
+	for p, o := range claimed {
+		epochs[p] = o.Epoch
 	}
-	slices.Sort(l.order)
-	return nil
+	l.logp.Store(l.log().With("epochs", epochs))
+	l.batcher = ingest.New(ingest.Options{
+		MaxRecords:      cmp.Or(l.in.MaxBatchRecords, l.s.Config.MaxBatchRecords),
+		MaxWait:         cmp.Or(l.in.MaxBatchWait, l.s.Config.MaxBatchWait),
+		AllowedLateness: l.in.AllowedLateness,
+		Params:          l.s.Params,
+		RegistryRefresh: l.s.RegistryRefresh,
+		TestMode:        l.in.TestMode,
+		Echo:            l.in.Debug || l.in.TestMode,
+		DrainTo:         l.in.DrainTo,
+		Log:             l.log(),
+	}, timedSink{sk, l.in.Topic, l.s.Metrics}, registry, devices, claimed, l.in.Partitions)
+	return sk, nil
 }
 
-func (l *lease) loadRegistry(ctx context.Context) error {
-	reg, err := store.StreamRegistry(ctx, l.s.MySQL)
-	if err != nil {
-		return err
-	}
-	ids := make([]string, 0, len(reg))
-	for id := range reg {
-		ids = append(ids, id)
-	}
-	l.registry, l.devices, l.registryAt = reg, reading.NewDeviceSet(ids), time.Now()
-	return nil
+// timedSink bounds each database step of the ingest core and records the
+// commits' latency and size.
+type timedSink struct {
+	s       *sink.Sink
+	topic   string
+	metrics *metrics.Stream
 }
 
-// maybeRefreshRegistry reloads the registry after an unknown device id, at
-// most every RegistryRefresh, and reports whether it did.
-func (l *lease) maybeRefreshRegistry(ctx context.Context) bool {
-	every := l.s.RegistryRefresh
-	if every <= 0 {
-		every = defaultRegistryRefresh
-	}
-	if time.Since(l.registryAt) < every {
-		return false
-	}
-	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+func (t timedSink) Commit(ctx context.Context, b *ingest.Batch) (map[int32]ingest.Counters, error) {
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
-	if err := l.loadRegistry(ctx); err != nil {
-		l.registryAt = time.Now() // keep the old registry, try again later
-		l.log.Warn("stream lease: device registry reload failed", "error", err)
-		return false
-	}
-	l.log.Info("stream lease: device registry reloaded", "devices", l.devices.Len())
-	return true
-}
-
-func (l *lease) drainReached() bool {
-	if l.in.DrainTo == nil {
-		return false
-	}
-	for _, p := range l.order {
-		if !l.parts[p].reachedDrain() {
-			return false
+	start := time.Now()
+	out, err := t.s.Commit(ctx, b)
+	if err == nil {
+		var records int64
+		for _, o := range b.Offsets {
+			records += o.Counters.Records
 		}
+		t.metrics.Committed(t.topic, time.Since(start), int(records))
 	}
-	return true
+	return out, err
 }
 
-// consume is the fetch loop: assemble micro-batches and commit each when it
-// is full, when it is MaxBatchWait old, or when the lease stops.
+func (t timedSink) RecentReadings(ctx context.Context, devices []string, until time.Time, window time.Duration) ([]reading.Reading, error) {
+	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
+	defer cancel()
+	return t.s.RecentReadings(ctx, devices, until, window)
+}
+
+// consume is the fetch loop: records go to the ingest core, and its open
+// batch is committed when it is full, when it is MaxBatchWait old, or when
+// the lease stops.
 func (l *lease) consume(ctx, fetchCtx context.Context, cl *kgo.Client) error {
+	var batch []ingest.Record
 	for {
 		if l.isStopped() {
-			if l.batch.records > 0 {
+			if l.batcher.Open() > 0 {
 				return l.commit(ctx)
 			}
 			return nil
 		}
-		if l.batch.records >= l.maxRecords || (l.batch.records > 0 && time.Since(l.batch.started) >= l.maxWait) {
+		if l.batcher.Due() {
 			if err := l.commit(ctx); err != nil {
 				return err
 			}
 			continue
 		}
-		wait := idlePoll
-		if l.batch.records > 0 {
-			wait = max(l.maxWait-time.Since(l.batch.started), time.Millisecond)
-		}
-		pctx, cancel := context.WithTimeout(fetchCtx, wait)
-		fetches := cl.PollRecords(pctx, l.maxRecords-l.batch.records)
+		l.observeProbed()
+		pctx, cancel := context.WithTimeout(fetchCtx, l.batcher.Wait(idlePoll))
+		fetches := cl.PollRecords(pctx, l.batcher.Room())
 		cancel()
 		if fetches.IsClientClosed() {
 			return errors.New("kafka client closed")
 		}
-		fetches.EachError(func(topic string, p int32, err error) {
-			if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-				return
-			}
-			l.log.Warn("stream lease: fetch error", "topic", topic, "partition", p, "error", err)
-		})
-		var polled []*kgo.Record
+		fatal := l.fetchErrors(fetches)
+		batch = batch[:0]
 		fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
-			if ps, ok := l.parts[fp.Partition]; ok && fp.HighWatermark > ps.hwm {
-				ps.hwm = fp.HighWatermark
+			l.batcher.ObserveHighWatermark(fp.Partition, fp.HighWatermark)
+			for _, r := range fp.Records {
+				batch = append(batch, ingest.Record{Partition: r.Partition, Offset: r.Offset, Key: r.Key, Value: r.Value, Timestamp: r.Timestamp})
 			}
-			polled = append(polled, fp.Records...)
 		})
-		if len(polled) > 0 {
-			if err := l.take(ctx, polled); err != nil {
+		if len(batch) > 0 {
+			if err := l.batcher.Take(ctx, batch); err != nil {
 				return err
 			}
 		}
-		if l.drainReached() {
+		if fatal != nil {
+			if l.batcher.Open() > 0 {
+				if err := l.commit(ctx); err != nil {
+					return errors.Join(fatal, err)
+				}
+			}
+			return fatal
+		}
+		if l.batcher.Drained() {
 			l.stop(LeaseEndDrained)
 		}
 	}
 }
 
-// take validates polled records into the open batch: decode (quarantine),
-// lateness (quarantine), repeats within the batch (duplicates), then the
-// shared transform for the anomaly flags.
-func (l *lease) take(ctx context.Context, records []*kgo.Record) error {
-	if l.batch.records == 0 {
-		l.batch.started = time.Now()
+// fetchErrors logs what the client retries on its own and returns the
+// first error that retrying cannot fix (a refused certificate, revoked
+// credentials, a missing ACL): the lease then ends once what was fetched is
+// committed, and the workflow shows the error and restarts the lease with
+// a growing backoff. franz-go retries a refused connection without
+// surfacing it in the fetches, so the connection watch is asked too.
+func (l *lease) fetchErrors(fetches kgo.Fetches) error {
+	var fatal error
+	fetches.EachError(func(topic string, p int32, err error) {
+		if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+			return
+		}
+		if d := health.Diagnose(err, health.KafkaSettings); health.LayerOf(d) != "" {
+			if fatal == nil {
+				fatal = fmt.Errorf("kafka fetch of %s/%d: %w", topic, p, d)
+			}
+			return
+		}
+		l.log().Warn("stream lease: fetch error", "topic", topic, "partition", p, "error", err)
+	})
+	if n, err := l.conn.Last(); fatal == nil && n >= refusedConnections {
+		if d := health.Diagnose(err, health.KafkaSettings); health.LayerOf(d) != "" {
+			fatal = fmt.Errorf("kafka refused %d connections in a row: %w", n, d)
+		}
 	}
-	lim := reading.Limits{Devices: l.devices}
-	var accepted []decoded
-	var cold map[int32][]string // devices without transform state, per partition
-	for _, rec := range records {
-		ps, ok := l.parts[rec.Partition]
-		if !ok {
-			continue
-		}
-		if ps.draining && rec.Offset >= ps.drainTo {
-			continue // beyond the drain target: left for the next start
-		}
-		l.batch.records++
-		ps.pending.Records++
-		ps.next = rec.Offset + 1
+	return fatal
+}
 
-		r, _, err := reading.Decode(rec.Value, rec.Timestamp, lim)
-		if reason, ok := reading.RejectionReason(err); ok && reason == reading.ReasonUnknownDevice && l.maybeRefreshRegistry(ctx) {
-			lim.Devices = l.devices
-			r, _, err = reading.Decode(rec.Value, rec.Timestamp, lim)
-		}
-		if err != nil {
-			reason, _ := reading.RejectionReason(err)
-			l.deadLetter(ps, rec, string(reason), err.Error())
-			continue
-		}
-		if !ps.watermark.Accept(r.Time, l.in.AllowedLateness) {
-			l.deadLetter(ps, rec, string(window.ReasonLate), fmt.Sprintf(
-				"window [%s, %s) closed: partition watermark %s, allowed lateness %s",
-				window.Start(r.Time).Format(time.RFC3339), window.End(r.Time).Format(time.RFC3339),
-				ps.watermark.Time().Format(time.RFC3339Nano), l.in.AllowedLateness))
-			continue
-		}
-		key := readingKey{r.DeviceID, r.Time.UnixMicro()}
-		if _, dup := l.batch.seen[key]; dup {
-			ps.pending.Duplicates++
-			if l.in.Debug || l.in.TestMode {
-				l.log.Info("stream duplicate", "partition", rec.Partition, "offset", rec.Offset, "device_id", r.DeviceID, "time", r.Time)
-			}
-			continue
-		}
-		l.batch.seen[key] = struct{}{}
-		if _, warm := l.states[r.DeviceID]; !warm {
-			if cold == nil {
-				cold = map[int32][]string{}
-			}
-			if !slices.Contains(cold[ps.id], r.DeviceID) {
-				cold[ps.id] = append(cold[ps.id], r.DeviceID)
-			}
-		}
-		accepted = append(accepted, decoded{partition: rec.Partition, offset: rec.Offset, r: r})
-	}
-	if err := l.warm(ctx, cold); err != nil {
+// commit commits the open batch and publishes the new committed state.
+func (l *lease) commit(ctx context.Context) error {
+	l.mu.Lock()
+	l.commitSince, l.commitRecords = time.Now(), l.batcher.Open()
+	l.mu.Unlock()
+	err := l.batcher.Commit(ctx)
+	l.mu.Lock()
+	l.commitSince = time.Time{}
+	l.batches = l.batcher.Batches()
+	l.mu.Unlock()
+	if err != nil {
 		return err
 	}
-	for _, d := range accepted {
-		e := l.states[d.r.DeviceID].Push(d.r)
-		var reasons []string
-		if e.Anomaly {
-			reasons = e.Reasons
-		}
-		l.batch.readings = append(l.batch.readings, store.StreamReading{Partition: d.partition, Offset: d.offset, Reading: d.r, Reasons: reasons})
-		if l.in.Debug || l.in.TestMode {
-			attrs := []any{"partition", d.partition, "offset", d.offset, "device_id", d.r.DeviceID, "time", d.r.Time,
-				"battery", d.r.Battery, "rssi", d.r.RSSI}
-			if d.r.ValueValid {
-				attrs = append(attrs, "value", d.r.Value)
-			} else {
-				attrs = append(attrs, "value", nil)
-			}
-			if reasons != nil {
-				attrs = append(attrs, "anomaly", reasons)
-			}
-			l.log.Info("stream record", attrs...)
-		}
-	}
-	return nil
-}
-
-func (l *lease) deadLetter(ps *partitionState, rec *kgo.Record, reason, detail string) {
-	ps.pending.DeadLetters++
-	l.batch.dead = append(l.batch.dead, store.DeadLetter{
-		Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Raw: rec.Value,
-		Reason: reason, Error: detail, RecordTime: rec.Timestamp,
-	})
-	if l.in.Debug || l.in.TestMode {
-		l.log.Info("stream dead letter", "partition", rec.Partition, "offset", rec.Offset, "reason", reason, "error", detail)
-	}
-}
-
-// warm creates the transform state of devices seen for the first time in
-// this lease and pushes their stored readings of the last Params.Window up
-// to the partition's watermark at claim time, so that a restarted lease
-// flags readings as an uninterrupted one would.
-func (l *lease) warm(ctx context.Context, cold map[int32][]string) error {
-	parts := make([]int32, 0, len(cold))
-	for p := range cold {
-		parts = append(parts, p)
-	}
-	slices.Sort(parts)
-	for _, p := range parts {
-		ids := cold[p]
-		for _, id := range ids {
-			d := l.registry[id]
-			l.states[id] = transform.NewDeviceState(d.Device, d.Type, reading.Location{ID: d.Device.LocationID}, l.params)
-		}
-		until := l.parts[p].claimWatermark
-		if until.IsZero() {
-			continue
-		}
-		qctx, cancel := context.WithTimeout(ctx, dbTimeout)
-		history, err := l.sink.RecentReadings(qctx, ids, until, l.params.Window)
-		cancel()
-		if err != nil {
-			return err
-		}
-		for _, r := range history {
-			l.states[r.DeviceID].Push(r)
-		}
-	}
-	return nil
-}
-
-// commit writes the open batch (test mode: only logs it) and advances the
-// lease's committed state.
-func (l *lease) commit(ctx context.Context) error {
-	b := &store.StreamBatch{Readings: l.batch.readings, DeadLetters: l.batch.dead}
-	for _, p := range l.order {
-		ps := l.parts[p]
-		if ps.pending.Records == 0 {
-			continue
-		}
-		b.Offsets = append(b.Offsets, store.OffsetAdvance{
-			Partition: p, Epoch: ps.epoch, Expected: ps.committed, Next: ps.next,
-			Watermark: ps.watermark.Time(), Counters: ps.pending,
-		})
-	}
-	began := time.Now()
-	var added map[int32]store.StreamCounters
-	if l.in.TestMode {
-		added = map[int32]store.StreamCounters{}
-		for _, r := range b.Readings {
-			c := added[r.Partition]
-			c.Inserted++
-			added[r.Partition] = c
-		}
-		for _, o := range b.Offsets {
-			c := added[o.Partition]
-			c.Records, c.DeadLetters, c.Duplicates = o.Counters.Records, o.Counters.DeadLetters, o.Counters.Duplicates
-			added[o.Partition] = c
-		}
-	} else {
-		cctx, cancel := context.WithTimeout(ctx, dbTimeout)
-		var err error
-		added, err = l.sink.Commit(cctx, b)
-		cancel()
-		if err != nil {
-			return err
-		}
-	}
-	for _, o := range b.Offsets {
-		ps := l.parts[o.Partition]
-		ps.committed, ps.committedWM, ps.consumed = ps.next, ps.watermark, true
-		ps.counters.Add(added[o.Partition])
-		ps.pending = store.StreamCounters{}
-	}
-	if l.in.Debug || l.in.TestMode {
-		l.log.Info("stream batch", "test_mode", l.in.TestMode, "records", l.batch.records, "readings", len(b.Readings),
-			"dead_letters", len(b.DeadLetters), "elapsed", time.Since(began))
-	}
-	l.batch.reset()
-	l.mu.Lock()
-	l.batches++
-	l.mu.Unlock()
 	l.publish()
 	return nil
 }
 
 // publish copies the committed state for the heartbeat and progress loops.
 func (l *lease) publish() {
-	snap := make([]PartitionProgress, 0, len(l.order))
-	for _, p := range l.order {
-		ps := l.parts[p]
-		hwm := max(ps.hwm, ps.committed)
+	committed := l.batcher.Committed()
+	snap := make([]PartitionProgress, 0, len(committed))
+	for _, p := range committed {
 		snap = append(snap, PartitionProgress{
-			Partition: p, Epoch: ps.epoch, Consumed: ps.consumed, NextOffset: ps.committed,
-			HighWatermark: hwm, Lag: hwm - ps.committed, Watermark: ps.committedWM.Time(), Counters: ps.counters,
+			Partition: p.Partition, Epoch: p.Epoch, Consumed: p.Consumed, NextOffset: p.NextOffset,
+			HighWatermark: p.HighWatermark, Lag: p.Lag(), Watermark: p.Watermark, Counters: p.Counters,
 		})
 	}
 	l.mu.Lock()
 	l.snapshot = snap
 	l.mu.Unlock()
+}
+
+// probe asks the brokers for the high watermarks of the topic: the lag of
+// an idle lease stays current, and silent brokers are noticed even when no
+// record is due.
+func (l *lease) probe(ctx context.Context, cl *kgo.Client) {
+	ctx, cancel := context.WithTimeout(ctx, probeTimeout)
+	defer cancel()
+	hwms, err := kafka.HighWatermarks(ctx, cl, l.in.Topic)
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err != nil {
+		l.kafkaErr = err
+		return
+	}
+	l.kafkaOK, l.kafkaErr = time.Now(), nil
+	if l.probedHWMs == nil {
+		l.probedHWMs = map[int32]int64{}
+	}
+	for _, p := range l.in.Partitions {
+		if hwm, ok := hwms[p]; ok {
+			l.probedHWMs[p] = hwm
+		}
+	}
+}
+
+// observeProbed hands the probed high watermarks to the ingest core (on
+// the fetch loop's goroutine, which owns it).
+func (l *lease) observeProbed() {
+	l.mu.Lock()
+	hwms := l.probedHWMs
+	l.probedHWMs = nil
+	l.mu.Unlock()
+	for p, hwm := range hwms {
+		l.batcher.ObserveHighWatermark(p, hwm)
+	}
+}
+
+// problem is what holds the lease up at now: a commit pending for longer
+// than stallAfter, brokers that have not answered a probe for as long, or
+// brokers that never answered one.
+func (l *lease) problem(now time.Time) string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	if !l.commitSince.IsZero() && now.Sub(l.commitSince) >= stallAfter {
+		out = append(out, fmt.Sprintf("TimescaleDB: commit of %d records pending for %s", l.commitRecords, now.Sub(l.commitSince).Truncate(time.Second)))
+	}
+	switch silent := now.Sub(l.kafkaOK); {
+	case l.kafkaErr == nil:
+	case l.kafkaOK.IsZero():
+		// Never answered (refused credentials, a wrong address): a
+		// problem from the first report, so that a lease that cannot
+		// start does not look healthy and clear its slot's failures.
+		out = append(out, fmt.Sprintf("Kafka: no answer from the brokers since the lease started: %v", l.kafkaErr))
+	case silent >= stallAfter:
+		out = append(out, fmt.Sprintf("Kafka: no answer from the brokers for %s: %v", silent.Truncate(time.Second), l.kafkaErr))
+	}
+	return strings.Join(out, "; ")
 }
 
 func (l *lease) current() []PartitionProgress {
@@ -610,28 +466,18 @@ func (l *lease) heartbeatLoop(ctx context.Context, done <-chan struct{}) {
 	if l.hooks.heartbeat == nil {
 		return
 	}
-	every := l.s.HeartbeatEvery
-	if every <= 0 {
-		every = defaultHeartbeatEvery
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
+	tick(done, cmp.Or(max(l.s.HeartbeatEvery, 0), defaultHeartbeatEvery), func(time.Time) bool {
 		hctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 		err := l.hooks.heartbeat(hctx, LeaseHeartbeat{Offsets: l.committedOffsets()})
 		cancel()
 		if reason := leaseStopReason(err); reason != "" {
 			l.stop(reason)
-			return
+			return false
 		} else if err != nil {
-			l.log.Warn("stream lease: heartbeat failed", "error", err)
+			l.log().Warn("stream lease: heartbeat failed", "error", err)
 		}
-	}
+		return true
+	})
 }
 
 // progressLoop sends a lease-progress signal every ProgressEvery when the
@@ -641,28 +487,18 @@ func (l *lease) progressLoop(ctx context.Context, done <-chan struct{}) {
 	if l.hooks.progress == nil {
 		return
 	}
-	every := l.in.ProgressEvery
-	if every <= 0 {
-		every = defaultProgressEvery
-	}
-	t := time.NewTicker(every)
-	defer t.Stop()
 	var last []PartitionProgress
+	var lastProblem string
 	lastAt := time.Now()
-	for {
-		select {
-		case <-done:
-			return
-		case <-t.C:
-		}
-		now := time.Now()
+	tick(done, cmp.Or(max(l.in.ProgressEvery, 0), defaultProgressEvery), func(now time.Time) bool {
 		cur := l.current()
 		elapsed := now.Sub(lastAt).Seconds()
 		prev := map[int32]PartitionProgress{}
 		for _, p := range last {
 			prev[p.Partition] = p
 		}
-		changed := len(last) != len(cur)
+		problem := l.problem(now)
+		changed := len(last) != len(cur) || problem != lastProblem
 		for i := range cur {
 			p := &cur[i]
 			before, seen := prev[p.Partition]
@@ -675,17 +511,24 @@ func (l *lease) progressLoop(ctx context.Context, done <-chan struct{}) {
 			}
 		}
 		if !changed {
-			continue
+			return true
 		}
 		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		err := l.hooks.progress(pctx, LeaseProgress{Slot: l.in.Slot, Partitions: cur, At: now.UTC()})
+		err := l.hooks.progress(pctx, LeaseProgress{Slot: l.in.Slot, Partitions: cur, At: now.UTC(), Problem: problem})
 		cancel()
 		if err != nil {
-			l.log.Warn("stream lease: progress signal failed", "error", err)
-			continue
+			l.log().Warn("stream lease: progress signal failed", "error", err)
+			return true
 		}
-		last, lastAt = cur, now
-	}
+		switch {
+		case problem != "" && lastProblem == "":
+			l.log().Warn("stream lease: held up", "problem", problem)
+		case problem == "" && lastProblem != "":
+			l.log().Info("stream lease: progressing again", "was", lastProblem)
+		}
+		last, lastAt, lastProblem = cur, now, problem
+		return true
+	})
 }
 
 func (l *lease) result() LeaseResult {

@@ -16,10 +16,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/testenv"
-	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
+	"github.com/iot-etl/iot-etl/internal/domain/ingest"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 const leaseTopic = "lease-test"
@@ -185,15 +186,15 @@ func (f *leaseFixture) checkBatchLanded(wantRecords map[int32]int64, wantDuplica
 		f.t.Errorf("windows =\n%s\nwant\n%s", gotWindows, want)
 	}
 	f.checkWindowsMatchRaw(`source = 'stream'`)
-	offsets, err := store.StreamOffsets(context.Background(), f.stack.Timescale, leaseTopic)
+	offsets, err := sink.ReadOffsets(context.Background(), f.stack.Timescale, leaseTopic)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	got := map[int32]store.StreamCounters{}
+	got := map[int32]ingest.Counters{}
 	for p, o := range offsets {
 		got[p] = o.Counters
 	}
-	wantCounters := map[int32]store.StreamCounters{
+	wantCounters := map[int32]ingest.Counters{
 		0: {Records: wantRecords[0], Inserted: 6, Duplicates: wantDuplicates[0], DeadLetters: 5, Anomalies: 2},
 		1: {Records: wantRecords[1], Inserted: 3, Duplicates: wantDuplicates[1], DeadLetters: 1},
 	}
@@ -358,7 +359,7 @@ func TestLeaseFencedByNewerLease(t *testing.T) {
 	waitFor(t, func() bool { return f.count(`SELECT coalesce(max(next_offset), 0) FROM public.stream_offsets`) == 5 })
 
 	ctx := context.Background()
-	newer, err := store.OpenStreamSink(ctx, f.stack.Timescale, leaseTopic)
+	newer, err := sink.Open(ctx, f.stack.Timescale, leaseTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -374,13 +375,13 @@ func TestLeaseFencedByNewerLease(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatal("the fenced lease did not end")
 	}
-	if !errors.Is(o.err, store.ErrLeaseFenced) {
+	if !errors.Is(o.err, sink.ErrLeaseFenced) {
 		t.Fatalf("lease error = %v, want ErrLeaseFenced", o.err)
 	}
 	if n := f.count(`SELECT count(*) FROM public.sensor_readings`); n != 5 {
 		t.Errorf("%d readings, want the 5 committed before the fence", n)
 	}
-	offsets, err := store.StreamOffsets(ctx, f.stack.Timescale, leaseTopic)
+	offsets, err := sink.ReadOffsets(ctx, f.stack.Timescale, leaseTopic)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -499,17 +500,18 @@ func TestLeaseDebugEchoesRecords(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Partitions[0].Counters != (store.StreamCounters{Records: 4, Inserted: 3, DeadLetters: 1}) {
+	if res.Partitions[0].Counters != (ingest.Counters{Records: 4, Inserted: 3, DeadLetters: 1}) {
 		t.Errorf("counters = %+v", res.Partitions[0].Counters)
 	}
 	out := logs.String()
 	if n := strings.Count(out, `msg="stream record"`); n != 3 {
 		t.Errorf("%d records echoed, want 3:\n%s", n, out)
 	}
-	if n := strings.Count(out, `msg="stream dead letter" partition=0 offset=2 reason=not_json`); n != 1 {
+	// Every line of the lease carries the epochs it claimed.
+	if n := strings.Count(out, `msg="stream dead letter" epochs=map[0:1] partition=0 offset=2 reason=not_json`); n != 1 {
 		t.Errorf("%d dead letters echoed, want 1:\n%s", n, out)
 	}
-	if !strings.Contains(out, `msg="stream record" partition=0 offset=1 device_id=TEMP-001 time=2026-11-28T14:00:01.000Z battery=87.5 rssi=-61 value=20.01`) {
+	if !strings.Contains(out, `msg="stream record" epochs=map[0:1] partition=0 offset=1 device_id=TEMP-001 time=2026-11-28T14:00:01.000Z battery=87.5 rssi=-61 value=20.01`) {
 		t.Errorf("record 1 not echoed with its fields:\n%s", out)
 	}
 }

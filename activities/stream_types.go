@@ -3,7 +3,7 @@ package activities
 import (
 	"time"
 
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/domain/ingest"
 )
 
 // SignalLeaseProgress is the signal a consumer lease sends to its own
@@ -40,7 +40,7 @@ type PartitionProgress struct {
 	// Watermark is the partition's committed event-time watermark.
 	Watermark time.Time `json:"watermark,omitzero"`
 	// Counters are cumulative since the partition was first consumed.
-	Counters store.StreamCounters `json:"counters"`
+	Counters ingest.Counters `json:"counters"`
 	// Rate is records/s committed over the last report interval.
 	Rate float64   `json:"rate"`
 	At   time.Time `json:"at,omitzero"`
@@ -96,6 +96,10 @@ type LeaseProgress struct {
 	Slot       int                 `json:"slot"`
 	Partitions []PartitionProgress `json:"partitions"`
 	At         time.Time           `json:"at"`
+	// Problem is what holds the lease up right now ("TimescaleDB: commit
+	// pending for 12s", "Kafka: no answer for 9s: ..."); empty when it
+	// makes progress. The status shows it while it lasts.
+	Problem string `json:"problem,omitempty"`
 }
 
 // LeaseResult is what a lease reports when it ends normally.

@@ -20,7 +20,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
 // kafkaComponent is the Kafka broker: an external one, or devstack's kfake
@@ -45,12 +46,10 @@ func (k *kafkaComponent) Owns(args []string) bool {
 	return len(args) > 1 && slices.Contains(args[1:], "kafka")
 }
 
+// client talks to the configured brokers, with their TLS and SASL
+// settings, and gives up quickly: devstack only probes and creates topics.
 func (k *kafkaComponent) client() (*kgo.Client, error) {
-	return kgo.NewClient(
-		kgo.SeedBrokers(k.cfg.BootstrapServers...),
-		kgo.DialTimeout(2*time.Second),
-		kgo.RetryTimeout(2*time.Second),
-	)
+	return kafka.NewClient(k.cfg, nil, kgo.DialTimeout(2*time.Second), kgo.RetryTimeout(2*time.Second))
 }
 
 func (k *kafkaComponent) admin() (*kadm.Client, error) {

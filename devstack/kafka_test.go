@@ -16,7 +16,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 // broker is one `devstack kafka` process.

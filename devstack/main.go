@@ -17,7 +17,7 @@ import (
 	"os/signal"
 	"syscall"
 
-	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
 func main() {

@@ -18,8 +18,8 @@ import (
 
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 // devstackBin is the command built once for the tests that run it as a

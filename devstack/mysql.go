@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"errors"
 	"fmt"
 	"io"
@@ -18,7 +17,8 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 
-	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
 func init() {
@@ -67,7 +67,7 @@ func (m *mysqlComponent) rootOfFresh() config.MySQL {
 }
 
 func ping(ctx context.Context, c config.MySQL) error {
-	db, err := sql.Open("mysql", c.ServerDSN())
+	db, err := store.MySQLHandle(c, "")
 	if err != nil {
 		return err
 	}
@@ -157,7 +157,7 @@ func (m *mysqlComponent) initialise(ctx context.Context, server, dir string, asR
 	}
 	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, log, log
 	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("%s failed (%v); see %s", cmd.Path, err, m.s.shownLog(m))
+		return fmt.Errorf("%s failed (%w); see %s", cmd.Path, err, m.s.shownLog(m))
 	}
 	return nil
 }
@@ -168,7 +168,7 @@ func (m *mysqlComponent) Prepare(ctx context.Context, managed bool) error {
 	if !managed || ping(ctx, m.cfg) == nil {
 		return nil
 	}
-	db, err := sql.Open("mysql", m.rootOfFresh().ServerDSN())
+	db, err := store.MySQLHandle(m.rootOfFresh(), "")
 	if err != nil {
 		return err
 	}
@@ -213,7 +213,7 @@ func (m *mysqlComponent) Prepare(ctx context.Context, managed bool) error {
 }
 
 func (m *mysqlComponent) Describe(ctx context.Context) string {
-	db, err := sql.Open("mysql", m.cfg.ServerDSN())
+	db, err := store.MySQLHandle(m.cfg, "")
 	if err != nil {
 		return ""
 	}

@@ -18,7 +18,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
 // postgresDirs are where distributions put the PostgreSQL server binaries
@@ -100,8 +100,8 @@ func (p *postgresComponent) binaries() (initdb, postgres string, ok bool) {
 	}
 	// initdb and the server must be the same version: prefer the server
 	// next to initdb's real file (PATH often holds only symlinks).
-	if real, err := filepath.EvalSymlinks(initdb); err == nil {
-		if cand := filepath.Join(filepath.Dir(real), "postgres"); isExecutable(cand) {
+	if resolved, err := filepath.EvalSymlinks(initdb); err == nil {
+		if cand := filepath.Join(filepath.Dir(resolved), "postgres"); isExecutable(cand) {
 			return initdb, cand, true
 		}
 	}
@@ -149,7 +149,7 @@ func (p *postgresComponent) Command(ctx context.Context, log io.Writer) (*exec.C
 		init.Dir, init.Stdout, init.Stderr = dir, log, log
 		init.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 		if err := init.Run(); err != nil {
-			return nil, fmt.Errorf("%s failed (%v); see %s", initdb, err, p.s.shownLog(p))
+			return nil, fmt.Errorf("%s failed (%w); see %s", initdb, err, p.s.shownLog(p))
 		}
 	}
 	listen := host

@@ -18,7 +18,7 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/iot-etl/iot-etl/internal/config"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
 // component is one service of the dev stack.
@@ -175,16 +175,7 @@ func (s *stack) up(ctx context.Context, out io.Writer) error {
 	}
 	defer unlock()
 	reps := s.forEach(func(c component) report { return s.ensure(ctx, c) })
-	if err := printReports(out, reps); err != nil {
-		return err
-	}
-	var errs []error
-	for _, r := range reps {
-		if r.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
-		}
-	}
-	return errors.Join(errs...)
+	return reportAll(out, reps)
 }
 
 // ensure makes c answer: it uses a service already there, waits for one
@@ -344,9 +335,9 @@ func (s *stack) waitReady(ctx context.Context, c component, pid int, exited <-ch
 		select {
 		case err := <-exited:
 			_ = os.Remove(s.pidFile(c))
-			return fmt.Errorf("%s exited during start-up (%v); last lines of %s:\n%s", c.Name(), err, s.shownLog(c), tail(s.logFile(c), 15))
+			return fmt.Errorf("%s exited during start-up (%w); last lines of %s:\n%s", c.Name(), err, s.shownLog(c), tail(s.logFile(c), 15))
 		case <-timeout.C:
-			return fmt.Errorf("%s (pid %d) did not answer at %s within %s (last probe: %v); see %s", c.Name(), pid, c.Addr(), c.StartTimeout(), last, s.shownLog(c))
+			return fmt.Errorf("%s (pid %d) did not answer at %s within %s (last probe: %w); see %s", c.Name(), pid, c.Addr(), c.StartTimeout(), last, s.shownLog(c))
 		case <-ctx.Done():
 			return ctx.Err()
 		case <-time.After(250 * time.Millisecond):
@@ -439,16 +430,7 @@ func (s *stack) down(ctx context.Context, out io.Writer) error {
 		r.state, r.detail = "down", fmt.Sprintf("stopped (pid %d)", pid)
 		return r
 	})
-	if err := printReports(out, reps); err != nil {
-		return err
-	}
-	var errs []error
-	for _, r := range reps {
-		if r.err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
-		}
-	}
-	return errors.Join(errs...)
+	return reportAll(out, reps)
 }
 
 // stop asks pid to shut down cleanly and kills its process group when it
@@ -574,4 +556,19 @@ func portOf(addr string) (host string, port int, err error) {
 		return "", 0, fmt.Errorf("port %q: %w", p, err)
 	}
 	return h, n, nil
+}
+
+// reportAll prints the reports and returns their errors, each named by
+// its component.
+func reportAll(out io.Writer, reps []report) error {
+	if err := printReports(out, reps); err != nil {
+		return err
+	}
+	var errs []error
+	for _, r := range reps {
+		if r.err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", r.name, r.err))
+		}
+	}
+	return errors.Join(errs...)
 }

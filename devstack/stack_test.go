@@ -21,9 +21,9 @@ import (
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/temporalx"
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/adapter/temporalx"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 // silentListener accepts TCP connections on a free port and never says a
@@ -356,7 +356,7 @@ func startParkedWorkflow(t *testing.T, addr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: quietLogger{}})
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: temporalx.Silent})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,7 +371,7 @@ func checkParkedWorkflow(t *testing.T, addr string) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: quietLogger{}})
+	c, err := client.DialContext(ctx, client.Options{HostPort: addr, Logger: temporalx.Silent})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -429,7 +429,7 @@ func checkServices(t *testing.T, vars map[string]string) {
 	if n, err := topicPartitions(ctx, adm, cfg.Kafka.Topic); err != nil || n != cfg.Kafka.Partitions {
 		t.Errorf("topic %s: %d partitions (err %v), want %d", cfg.Kafka.Topic, n, err, cfg.Kafka.Partitions)
 	}
-	c, err := client.DialContext(ctx, client.Options{HostPort: cfg.Temporal.Address, Logger: quietLogger{}})
+	c, err := client.DialContext(ctx, client.Options{HostPort: cfg.Temporal.Address, Logger: temporalx.Silent})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -22,8 +22,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/temporalx"
+	"github.com/iot-etl/iot-etl/internal/adapter/temporalx"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
 // temporalInstallHint is the one way to get the CLI that the project
@@ -60,7 +60,7 @@ var sdkLogger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Lev
 
 // Probe checks the frontend's health and that the namespace exists.
 func (t *temporalComponent) Probe(ctx context.Context) error {
-	c, err := client.DialContext(ctx, client.Options{HostPort: t.cfg.Address, Namespace: t.cfg.Namespace, Logger: quietLogger{}})
+	c, err := temporalx.DialWith(ctx, t.cfg, temporalx.Silent)
 	if err != nil {
 		return err
 	}
@@ -201,12 +201,3 @@ func (t *temporalComponent) Describe(ctx context.Context) string {
 	}
 	return "ui " + t.cfg.UIURL
 }
-
-// quietLogger drops the SDK's logs during probes, which fail by design
-// while a server starts.
-type quietLogger struct{}
-
-func (quietLogger) Debug(string, ...any) {}
-func (quietLogger) Info(string, ...any)  {}
-func (quietLogger) Warn(string, ...any)  {}
-func (quietLogger) Error(string, ...any) {}

@@ -3,7 +3,7 @@ package migrations_test
 import (
 	"testing"
 
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }

@@ -27,10 +27,35 @@ var locationsFS embed.FS
 //go:embed postgres/timeseries/*.sql
 var timeseriesFS embed.FS
 
-// timeseriesGo holds Go migrations of the timeseries set: statements such as
-// TimescaleDB continuous aggregates that cannot run inside a transaction and
-// must be skipped when the extension is absent. Files append to it in init.
-var timeseriesGo []*goose.Migration
+// goMigration is a migration written in Go: statements that depend on
+// what the server offers (TimescaleDB or not) or that cannot run inside a
+// transaction, such as continuous aggregates. file names it in logs.
+type goMigration struct {
+	set      Set
+	version  int64
+	file     string
+	up, down func(context.Context, *sql.DB) error
+}
+
+var goMigrations []goMigration
+
+// register adds a Go migration; each file registers its own in init.
+func register(set Set, version int64, file string, up, down func(context.Context, *sql.DB) error) {
+	goMigrations = append(goMigrations, goMigration{set: set, version: version, file: file, up: up, down: down})
+}
+
+// name is a migration's file, for SQL and Go migrations alike.
+func name(set Set, src goose.Source) string {
+	if src.Path != "" {
+		return src.Path
+	}
+	for _, m := range goMigrations {
+		if m.set == set && m.version == src.Version {
+			return m.file
+		}
+	}
+	return fmt.Sprintf("version %d (Go)", src.Version)
+}
 
 // Set names one migration set.
 type Set string
@@ -60,9 +85,10 @@ func Up(ctx context.Context, set Set, db *sql.DB, log *slog.Logger) (Result, err
 	res := Result{Set: set}
 	for _, r := range results {
 		if r.Error == nil {
-			res.Applied = append(res.Applied, r.Source.Path)
+			file := name(set, *r.Source)
+			res.Applied = append(res.Applied, file)
 			if log != nil {
-				log.Info("migration applied", "set", set, "file", r.Source.Path, "duration", r.Duration)
+				log.Info("migration applied", "set", set, "file", file, "duration", r.Duration)
 			}
 		}
 	}
@@ -104,7 +130,6 @@ func provider(set Set, db *sql.DB) (*goose.Provider, error) {
 		dialect, fsys, sub = goose.DialectPostgres, locationsFS, "postgres/locations"
 	case Timeseries:
 		dialect, fsys, sub = goose.DialectPostgres, timeseriesFS, "postgres/timeseries"
-		opts = append(opts, goose.WithGoMigrations(timeseriesGo...))
 	default:
 		return nil, fmt.Errorf("migrate: unknown set %q", set)
 	}
@@ -119,7 +144,13 @@ func provider(set Set, db *sql.DB) (*goose.Provider, error) {
 		}
 		opts = append(opts, goose.WithSessionLocker(locker))
 	}
-	opts = append(opts, goose.WithDisableGlobalRegistry(true))
+	var gos []*goose.Migration
+	for _, m := range goMigrations {
+		if m.set == set {
+			gos = append(gos, goose.NewGoMigration(m.version, &goose.GoFunc{RunDB: m.up}, &goose.GoFunc{RunDB: m.down}))
+		}
+	}
+	opts = append(opts, goose.WithDisableGlobalRegistry(true), goose.WithGoMigrations(gos...))
 	p, err := goose.NewProvider(dialect, db, dir, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("migrate %s: %w", set, err)

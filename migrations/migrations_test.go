@@ -4,8 +4,8 @@ import (
 	"context"
 	"testing"
 
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 	"github.com/iot-etl/iot-etl/migrations"
 )
 

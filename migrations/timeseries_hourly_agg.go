@@ -3,8 +3,6 @@ package migrations
 import (
 	"context"
 	"database/sql"
-
-	"github.com/pressly/goose/v3"
 )
 
 // Version 4 creates dwh.fact_hourly_agg: a TimescaleDB continuous aggregate
@@ -13,10 +11,7 @@ import (
 // continuous aggregate cannot be created inside a transaction, hence a Go
 // migration without one. Both shapes have the same columns.
 func init() {
-	timeseriesGo = append(timeseriesGo, goose.NewGoMigration(4,
-		&goose.GoFunc{RunDB: upHourlyAgg},
-		&goose.GoFunc{RunDB: downHourlyAgg},
-	))
+	register(Timeseries, 4, "timeseries_hourly_agg.go", upHourlyAgg, downHourlyAgg)
 }
 
 const hourlyAggContinuous = `

@@ -11,11 +11,11 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/logging"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/temporalx"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/temporalx"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/platform/logging"
 )
 
 // App is what every command gets: the configuration, the logger, the output
@@ -50,14 +50,23 @@ func newApp(ctx context.Context, stdout, stderr io.Writer, env envconfig.Lookupe
 }
 
 // EnsureDatabases creates the three databases when they do not exist.
-func (a *App) EnsureDatabases(ctx context.Context) error {
-	if err := store.EnsureMySQLDatabase(ctx, a.Cfg.MySQL); err != nil {
-		return err
+func (a *App) EnsureDatabases(ctx context.Context) error { return store.EnsureDatabases(ctx, a.Cfg) }
+
+// DBs opens the three databases.
+func (a *App) DBs(ctx context.Context) (*store.DBs, error) {
+	my, err := a.MySQL(ctx)
+	if err != nil {
+		return nil, err
 	}
-	if err := store.EnsurePGDatabase(ctx, a.Cfg.Postgres); err != nil {
-		return err
+	loc, err := a.Locations(ctx)
+	if err != nil {
+		return nil, err
 	}
-	return store.EnsurePGDatabase(ctx, a.Cfg.Timescale)
+	ts, err := a.Timescale(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &store.DBs{MySQL: my, Locations: loc, Timescale: ts}, nil
 }
 
 // MySQL opens the device registry.

@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -21,7 +23,8 @@ func init() {
 	register(command{Name: "batch run", Summary: "run the batch ETL for a window (default: yesterday, UTC), showing live progress", Run: runBatchRun})
 	register(command{Name: "batch status", Summary: "show the progress of a batch run", Run: runBatchStatus})
 	register(command{Name: "batch retry-load", Summary: "signal a run parked in load_failed to run Load again from staging", Run: runBatchRetryLoad})
-	register(command{Name: "batch abandon", Summary: "signal a run parked in load_failed to give up", Run: runBatchAbandon})
+	register(command{Name: "batch retry-export", Summary: "signal a run parked in export_failed to run the feature export again", Run: runBatchRetryExport})
+	register(command{Name: "batch abandon", Summary: "signal a run parked in load_failed or export_failed to give up", Run: runBatchAbandon})
 }
 
 // parseDay accepts 2006-01-02 or RFC 3339.
@@ -78,30 +81,31 @@ func runBatchRun(ctx context.Context, app *App, args []string) error {
 	if *devices != "" {
 		in.DeviceFilter = strings.Split(*devices, ",")
 	}
-	var err error
+	var w batch.Window
 	switch {
 	case *from != "":
-		if in.WindowStart, err = parseDay("from", *from); err != nil {
+		start, err := parseDay("from", *from)
+		if err != nil {
 			return err
 		}
-		in.WindowEnd = in.WindowStart.Add(24 * time.Hour)
+		w = batch.UTCDay(start)
 		if *to != "" {
-			if in.WindowEnd, err = parseDay("to", *to); err != nil {
+			if w.End, err = parseDay("to", *to); err != nil {
 				return err
 			}
 		}
-		if !in.WindowStart.Before(in.WindowEnd) {
+		if !w.Start.Before(w.End) {
 			return fmt.Errorf("%w: --from must be before --to", errUsage)
 		}
 	case *to != "":
 		return fmt.Errorf("%w: --to needs --from", errUsage)
 	default:
-		today := time.Now().UTC().Truncate(24 * time.Hour)
-		in.WindowStart, in.WindowEnd = today.Add(-24*time.Hour), today
+		w = batch.DayBefore(time.Now())
 	}
-	if in.TestMode && in.WindowEnd.Sub(in.WindowStart) > workflows.TestModeWindow {
-		in.WindowEnd = in.WindowStart.Add(workflows.TestModeWindow)
+	if in.TestMode {
+		w = w.ForTestMode()
 	}
+	in.WindowStart, in.WindowEnd = w.Start, w.End
 	tc, err := app.Temporal(ctx)
 	if err != nil {
 		return err
@@ -128,7 +132,7 @@ func runBatchRun(ctx context.Context, app *App, args []string) error {
 		return err
 	}
 	printBatchSummary(app, res)
-	if res.Status != "succeeded" {
+	if res.Status != batch.StatusSucceeded {
 		return fmt.Errorf("run ended %s", res.Status)
 	}
 	return nil
@@ -166,8 +170,11 @@ func watchBatch(ctx context.Context, app *App, tc client.Client, run client.Work
 				fmt.Fprintln(app.Out, line)
 				last = line
 			}
-			if p.Phase == workflows.PhaseLoadFailed {
+			switch p.Phase {
+			case workflows.PhaseLoadFailed:
 				fmt.Fprintf(app.Out, "  Load failed and the run is parked. Fix the cause, then:\n    starter batch retry-load %s\n  or give up with:\n    starter batch abandon %s\n", run.GetID(), run.GetID())
+			case workflows.PhaseExportFailed:
+				fmt.Fprintf(app.Out, "  The feature export failed and the run is parked (the warehouse is loaded). Fix the export store, then:\n    starter batch retry-export %s\n  or give up with:\n    starter batch abandon %s\n", run.GetID(), run.GetID())
 			}
 		}
 	}
@@ -190,8 +197,14 @@ func progressLine(p workflows.Progress) string {
 	if p.Rows > 0 {
 		s += fmt.Sprintf("  %d rows", p.Rows)
 	}
+	if p.StagingRecoveries > 0 {
+		s += fmt.Sprintf("  staging recovered %d time(s)", p.StagingRecoveries)
+	}
 	if p.LoadError != "" {
 		s += "  error: " + p.LoadError
+	}
+	if p.ExportError != "" {
+		s += "  error: " + p.ExportError
 	}
 	return s
 }
@@ -208,10 +221,20 @@ func printBatchSummary(app *App, r *workflows.BatchResult) {
 	fmt.Fprintf(tw, "hourly buckets\t%d\n", r.HourlyRows)
 	fmt.Fprintf(tw, "mean quality (DQ)\t%.4f\n", r.DQScore)
 	fmt.Fprintf(tw, "fact checksum\t%s\n", r.FactChecksum)
-	if r.Features.Manifest != "" {
-		fmt.Fprintf(tw, "features\t%d rows (%d positive) in %s\n", r.Features.Rows, r.Features.Positive, r.Features.Dir)
+	if r.Features.ManifestURL != "" {
+		fmt.Fprintf(tw, "features\t%d rows (%d positive)\n", r.Features.Rows, r.Features.Positive)
+		fmt.Fprintf(tw, "features manifest\t%s\n", r.Features.ManifestURL)
+		for _, f := range r.Features.Files {
+			fmt.Fprintf(tw, "features %s\t%s (%d bytes, sha256 %s)\n", f.Format, f.URL, f.Bytes, f.SHA256)
+		}
 	}
 	fmt.Fprintf(tw, "load attempts\t%d\n", r.LoadAttempts)
+	if r.ExportAttempts > 1 {
+		fmt.Fprintf(tw, "export attempts\t%d\n", r.ExportAttempts)
+	}
+	if r.StagingRecoveries > 0 {
+		fmt.Fprintf(tw, "staging recoveries\t%d (PostgreSQL lost the staging; re-created and re-run)\n", r.StagingRecoveries)
+	}
 	phases := make([]string, 0, len(r.PhaseMillis))
 	for p := range r.PhaseMillis {
 		phases = append(phases, p)
@@ -278,7 +301,41 @@ func runBatchStatus(ctx context.Context, app *App, args []string) error {
 		return err
 	}
 	fmt.Fprintf(app.Out, "window [%s, %s)\n%s\n", p.Window.Start.Format(time.RFC3339), p.Window.End.Format(time.RFC3339), progressLine(p))
+	printRunExport(ctx, app, tc, id, desc.WorkflowExecution.RunID, desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED)
 	return nil
+}
+
+// printRunExport prints where the run published its features: from the
+// result of a completed run, otherwise from dwh.etl_runs (a run that failed
+// after its export still published it). It prints nothing when the run has
+// not exported (yet) or the warehouse cannot be reached.
+func printRunExport(ctx context.Context, app *App, tc client.Client, id, runID string, completed bool) {
+	var manifest string
+	var files []string
+	if completed {
+		var res workflows.BatchResult
+		if err := tc.GetWorkflow(ctx, id, runID).Get(ctx, &res); err == nil {
+			manifest = res.Features.ManifestURL
+			for _, f := range res.Features.Files {
+				files = append(files, f.URL)
+			}
+		}
+	}
+	if manifest == "" {
+		ts, err := app.Timescale(ctx)
+		if err != nil {
+			return
+		}
+		e, ok, err := (warehouse.Run{TS: ts, ID: runID}).Export(ctx)
+		if err != nil || !ok {
+			return
+		}
+		manifest, files = e.ManifestURL, e.FileURLs
+	}
+	fmt.Fprintf(app.Out, "features manifest: %s\n", manifest)
+	for _, f := range files {
+		fmt.Fprintf(app.Out, "features file: %s\n", f)
+	}
 }
 
 func runBatchRetryLoad(ctx context.Context, app *App, args []string) error {
@@ -289,6 +346,14 @@ func runBatchRetryLoad(ctx context.Context, app *App, args []string) error {
 	return signalParked(ctx, app, id, workflows.SignalRetryLoad, nil)
 }
 
+func runBatchRetryExport(ctx context.Context, app *App, args []string) error {
+	id, _, err := workflowIDArg(app, "batch retry-export", args, false)
+	if err != nil {
+		return err
+	}
+	return signalParked(ctx, app, id, workflows.SignalRetryExport, nil)
+}
+
 func runBatchAbandon(ctx context.Context, app *App, args []string) error {
 	id, reason, err := workflowIDArg(app, "batch abandon", args, true)
 	if err != nil {
@@ -297,24 +362,47 @@ func runBatchAbandon(ctx context.Context, app *App, args []string) error {
 	return signalParked(ctx, app, id, workflows.SignalAbandon, reason)
 }
 
-// signalParked signals a run, refusing when it is not parked: a retry-load
-// sent early would otherwise wait in the channel and retry a future failure
-// without anyone having looked at it.
+// signalParked signals a run, refusing when it is not parked where the
+// signal applies: a retry-load sent early would otherwise wait in the
+// channel and retry a future failure without anyone having looked at it.
+// retry-load needs load_failed, retry-export export_failed, abandon either.
 func signalParked(ctx context.Context, app *App, id, signal string, arg any) error {
 	tc, err := app.Temporal(ctx)
 	if err != nil {
 		return err
 	}
-	p, err := queryProgress(ctx, tc, id, "")
+	what, failure, err := sendParked(ctx, tc, id, signal, arg)
 	if err != nil {
-		return fmt.Errorf("query %s: %w", id, err)
-	}
-	if p.Phase != workflows.PhaseLoadFailed {
-		return errors.New("run " + id + " is in phase " + p.Phase + ", not load_failed: nothing to " + signal)
-	}
-	if err := tc.SignalWorkflow(ctx, id, "", signal, arg); err != nil {
 		return err
 	}
-	fmt.Fprintf(app.Out, "sent %s to %s (load failed with: %s)\n", signal, id, p.LoadError)
+	fmt.Fprintf(app.Out, "sent %s to %s (%s failed with: %s)\n", signal, id, what, failure)
 	return nil
+}
+
+// sendParked checks that run id is parked where signal applies, sends it,
+// and returns what failed (load or export) and its error.
+func sendParked(ctx context.Context, tc client.Client, id, signal string, arg any) (what, failure string, err error) {
+	p, err := queryProgress(ctx, tc, id, "")
+	if err != nil {
+		return "", "", fmt.Errorf("query %s: %w", id, err)
+	}
+	switch {
+	case p.Phase == workflows.PhaseLoadFailed && signal != workflows.SignalRetryExport:
+		what, failure = "load", p.LoadError
+	case p.Phase == workflows.PhaseExportFailed && signal != workflows.SignalRetryLoad:
+		what, failure = "export", p.ExportError
+	default:
+		want := map[string]string{
+			workflows.SignalRetryLoad:   workflows.PhaseLoadFailed,
+			workflows.SignalRetryExport: workflows.PhaseExportFailed,
+		}[signal]
+		if want == "" {
+			want = workflows.PhaseLoadFailed + " or " + workflows.PhaseExportFailed
+		}
+		return "", "", errors.New("run " + id + " is in phase " + p.Phase + ", not " + want + ": nothing to " + signal)
+	}
+	if err := tc.SignalWorkflow(ctx, id, "", signal, arg); err != nil {
+		return "", "", err
+	}
+	return what, failure, nil
 }

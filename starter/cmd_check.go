@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/iot-etl/iot-etl/internal/health"
+	"github.com/iot-etl/iot-etl/internal/adapter/health"
 )
 
 func init() {

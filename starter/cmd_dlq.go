@@ -10,8 +10,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
 )
 
 func init() {
@@ -37,7 +37,7 @@ func runDLQList(ctx context.Context, app *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	counts, err := store.DeadLetterCounts(ctx, pool, *topic, *reason)
+	counts, err := sink.DeadLetterCounts(ctx, pool, *topic, *reason)
 	if err != nil {
 		return err
 	}
@@ -58,7 +58,7 @@ func runDLQList(ctx context.Context, app *App, args []string) error {
 	if *limit == 0 {
 		return nil
 	}
-	rows, err := store.LatestDeadLetters(ctx, pool, *topic, *reason, *limit)
+	rows, err := sink.LatestDeadLetters(ctx, pool, *topic, *reason, *limit)
 	if err != nil {
 		return err
 	}

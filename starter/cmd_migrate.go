@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
 	"github.com/iot-etl/iot-etl/migrations"
 )
 
@@ -55,12 +55,12 @@ func runMigrate(ctx context.Context, app *App, args []string) error {
 	if res, err = migrations.Up(ctx, migrations.Timeseries, tsDB, app.Log); err != nil {
 		return err
 	}
-	hasTS, err := store.HasTimescale(ctx, ts)
+	support, err := migrations.Timescale(ctx, tsDB)
 	if err != nil {
 		return err
 	}
-	mode := "plain PostgreSQL tables (timescaledb extension not available)"
-	if hasTS {
+	mode := "plain PostgreSQL tables (timescaledb " + support.String() + ")"
+	if support.Installed {
 		mode = "TimescaleDB hypertables"
 	}
 	report(app, cfg.Timescale.String()+", "+mode, res)

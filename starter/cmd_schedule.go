@@ -8,6 +8,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -162,13 +163,6 @@ func scheduleSimple(ctx context.Context, app *App, name string, args []string, d
 	return nil
 }
 
-// BackfillRange turns data days [from, to] (inclusive, UTC dates) into the
-// range of schedule times whose runs process them: a run scheduled on day
-// D+1 processes day D, so the range is [from + 1 day, to + 2 days).
-func BackfillRange(from, to time.Time) (time.Time, time.Time) {
-	return from.Add(24 * time.Hour), to.Add(48 * time.Hour)
-}
-
 func runScheduleBackfill(ctx context.Context, app *App, args []string) error {
 	fs := newFlags(app, "schedule backfill", "--from YYYY-MM-DD --to YYYY-MM-DD")
 	id := fs.String("id", app.Cfg.Batch.ScheduleID, "schedule id")
@@ -197,14 +191,15 @@ func runScheduleBackfill(ctx context.Context, app *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	start, end := BackfillRange(from.Truncate(24*time.Hour), to.Truncate(24*time.Hour))
+	times := batch.ScheduleTimes(from, to)
+	start, end := times.Start, times.End
 	err = h.Backfill(ctx, client.ScheduleBackfillOptions{Backfill: []client.ScheduleBackfill{{
 		Start: start, End: end, Overlap: enumspb.SCHEDULE_OVERLAP_POLICY_BUFFER_ALL,
 	}}})
 	if err != nil {
 		return fmt.Errorf("backfill %s: %w", *id, err)
 	}
-	days := int(to.Sub(from)/(24*time.Hour)) + 1
+	days := int(to.Sub(from)/batch.Day) + 1
 	fmt.Fprintf(app.Out, "backfill of %d day(s) %s..%s requested on %s (schedule times [%s, %s), buffered one after another)\n",
 		days, from.Format("2006-01-02"), to.Format("2006-01-02"), *id, start.Format(time.RFC3339), end.Format(time.RFC3339))
 	return nil

@@ -8,8 +8,9 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
 )
 
 func init() {
@@ -51,29 +52,21 @@ func runSeed(ctx context.Context, app *App, args []string) error {
 	opts := simulate.DefaultOptions()
 	opts.Interval = *interval
 	if _, err := simulate.NewGenerator(simulate.Fleet{}, opts); err != nil {
-		return fmt.Errorf("%w: --interval: %v", errUsage, err)
+		return fmt.Errorf("%w: --interval: %w", errUsage, err)
 	}
 
 	if err := app.EnsureDatabases(ctx); err != nil {
 		return err
 	}
-	my, err := app.MySQL(ctx)
+	dbs, err := app.DBs(ctx)
 	if err != nil {
 		return err
 	}
-	loc, err := app.Locations(ctx)
-	if err != nil {
+	if err := dbs.EnsureSchema(ctx, app.Log); err != nil {
 		return err
 	}
-	ts, err := app.Timescale(ctx)
-	if err != nil {
-		return err
-	}
-	if err := store.EnsureSchema(ctx, my, loc, ts, app.Log); err != nil {
-		return err
-	}
-	sum, err := store.Seed(ctx, my, loc, ts, store.SeedOptions{
-		Seed: *seed, Devices: *devices, From: to.AddDate(0, 0, -*days), To: to, Sim: opts, Workers: *workers,
+	sum, err := seeder.Run(ctx, dbs, seeder.Options{
+		Seed: *seed, Devices: *devices, Days: batch.Window{Start: to.AddDate(0, 0, -*days), End: to}, Sim: opts, Workers: *workers,
 	})
 	if err != nil {
 		return err
@@ -82,7 +75,7 @@ func runSeed(ctx context.Context, app *App, args []string) error {
 	if *keepDerived {
 		return nil
 	}
-	tables, err := store.ResetDerived(ctx, ts)
+	tables, err := seeder.ResetDerived(ctx, dbs.Timescale)
 	if err != nil {
 		return err
 	}
@@ -90,9 +83,9 @@ func runSeed(ctx context.Context, app *App, args []string) error {
 	return nil
 }
 
-func printSeedSummary(w io.Writer, s store.SeedSummary) {
+func printSeedSummary(w io.Writer, s seeder.Summary) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	days, unit := int(s.To.Sub(s.From)/(24*time.Hour)), "days"
+	days, unit := int(s.To.Sub(s.From)/batch.Day), "days"
 	if days == 1 {
 		unit = "day"
 	}

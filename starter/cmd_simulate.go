@@ -10,9 +10,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/producer"
-	"github.com/iot-etl/iot-etl/internal/simulate"
+	"github.com/iot-etl/iot-etl/internal/adapter/health"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/producer"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
 )
 
 func init() {
@@ -57,7 +58,7 @@ func runSimulate(ctx context.Context, app *App, args []string) error {
 	}
 	sim, err := producer.New(opts)
 	if err != nil {
-		return fmt.Errorf("%w: %v", errUsage, err)
+		return fmt.Errorf("%w: %w", errUsage, err)
 	}
 
 	var (
@@ -86,11 +87,12 @@ func runSimulate(ctx context.Context, app *App, args []string) error {
 // with the address instead of after the produce retries.
 func producerClient(ctx context.Context, app *App) (*kgo.Client, error) {
 	cfg := app.Cfg.Kafka
-	cl, err := kafka.NewClient(cfg, nil, kafka.ProducerOptions(cfg.Topic)...)
+	watch := kafka.NewConnWatch(cfg)
+	cl, err := kafka.NewClient(cfg, nil, append(kafka.ProducerOptions(cfg.Topic), watch.Opt())...)
 	if err != nil {
 		return nil, err
 	}
-	if err := probeTopic(ctx, cl, cfg.BootstrapServers, cfg.Topic); err != nil {
+	if err := probeTopic(ctx, cl, watch, cfg.BootstrapServers, cfg.Topic); err != nil {
 		cl.Close()
 		return nil, err
 	}
@@ -98,13 +100,20 @@ func producerClient(ctx context.Context, app *App) (*kgo.Client, error) {
 }
 
 // probeTopic checks that a broker at addrs answers and that topic exists.
-func probeTopic(ctx context.Context, cl *kgo.Client, addrs []string, topic string) error {
+// A refused certificate or password fails at once, named by its layer.
+func probeTopic(ctx context.Context, cl *kgo.Client, watch *kafka.ConnWatch, addrs []string, topic string) error {
 	ctx, cancel := context.WithTimeout(ctx, brokerTimeout)
 	defer cancel()
 	if err := cl.Ping(ctx); err != nil {
+		if d := health.DiagnoseKafka(err, watch); health.LayerOf(d) != "" {
+			return fmt.Errorf("kafka broker %s: %w", strings.Join(addrs, ","), d)
+		}
 		return fmt.Errorf("kafka broker %s unreachable (KAFKA_BOOTSTRAP_SERVERS): %w", strings.Join(addrs, ","), err)
 	}
 	if _, err := kafka.Partitions(ctx, cl, topic); err != nil {
+		if d := health.DiagnoseKafka(err, watch); health.LayerOf(d) != "" {
+			return fmt.Errorf("kafka topic %s: %w", topic, d)
+		}
 		return fmt.Errorf("%w (KAFKA_TOPIC; the dev stack creates it)", err)
 	}
 	return nil

@@ -16,8 +16,9 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
+	"github.com/iot-etl/iot-etl/internal/domain/ingest"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -125,13 +126,52 @@ func runStreamSignal(signal string) func(ctx context.Context, app *App, args []s
 	}
 }
 
+// statusQueryTimeout bounds the status query: a worker answers it, so it
+// goes unanswered while no worker of the stream's queue reaches Temporal.
+const statusQueryTimeout = 10 * time.Second
+
 func queryStreamStatus(ctx context.Context, tc client.Client, id string) (workflows.StreamStatus, error) {
 	var st workflows.StreamStatus
-	v, err := tc.QueryWorkflow(ctx, id, "", workflows.QueryStatus)
+	qctx, cancel := context.WithTimeout(ctx, statusQueryTimeout)
+	defer cancel()
+	v, err := tc.QueryWorkflow(qctx, id, "", workflows.QueryStatus)
 	if err != nil {
+		if ctx.Err() == nil && qctx.Err() != nil {
+			return st, unansweredStatus(ctx, tc, id)
+		}
 		return st, err
 	}
 	return st, v.Get(&st)
+}
+
+// unansweredStatus explains a status query no worker answered, with what
+// the Temporal server itself knows of the stream's leases.
+func unansweredStatus(ctx context.Context, tc client.Client, id string) error {
+	msg := fmt.Sprintf("no worker answered the status query of %s within %s: is a worker of its task queue running, and can it reach Temporal?", id, statusQueryTimeout)
+	dctx, cancel := context.WithTimeout(ctx, statusQueryTimeout)
+	defer cancel()
+	desc, err := tc.DescribeWorkflow(dctx, id, "")
+	if err != nil {
+		return fmt.Errorf("%s (describe: %w)", msg, err)
+	}
+	var lines []string
+	for _, a := range desc.RawResponse.GetPendingActivities() {
+		line := fmt.Sprintf("  %s %s: %s", a.GetActivityType().GetName(), a.GetActivityId(), strings.ToLower(strings.TrimPrefix(a.GetState().String(), "PENDING_ACTIVITY_STATE_")))
+		if hb := a.GetLastHeartbeatTime(); hb != nil {
+			line += fmt.Sprintf(", last heartbeat %s ago", time.Since(hb.AsTime()).Round(time.Second))
+		}
+		if w := a.GetLastWorkerIdentity(); w != "" {
+			line += " from " + w
+		}
+		if f := a.GetLastFailure(); f != nil {
+			line += ", last failure: " + f.GetMessage()
+		}
+		lines = append(lines, line)
+	}
+	if len(lines) == 0 {
+		return errors.New(msg + " The server lists no running lease.")
+	}
+	return fmt.Errorf("%s The server's view of the leases:\n%s", msg, strings.Join(lines, "\n"))
 }
 
 func runStreamStatus(ctx context.Context, app *App, args []string) error {
@@ -219,21 +259,29 @@ func waitCaughtUp(ctx context.Context, app *App, tc client.Client, id, topic str
 	}
 }
 
+// liveLagTimeout bounds the reading of the live offsets.
+const liveLagTimeout = 5 * time.Second
+
 // liveOffsets are the committed offsets (database) and high watermarks
 // (Kafka) of a topic, read now.
 type liveOffsets struct {
-	committed map[int32]store.StreamOffset
+	committed map[int32]ingest.Offset
 	high      map[int32]int64
 	total     int64 // summed lag
 }
 
 func liveLag(ctx context.Context, app *App, topic string) (liveOffsets, error) {
+	// Unreachable brokers or database make the clients retry until the
+	// context ends: the status is printed without live offsets after
+	// liveLagTimeout rather than hang.
+	ctx, cancel := context.WithTimeout(ctx, liveLagTimeout)
+	defer cancel()
 	var l liveOffsets
 	ts, err := app.Timescale(ctx)
 	if err != nil {
 		return l, err
 	}
-	if l.committed, err = store.StreamOffsets(ctx, ts, topic); err != nil {
+	if l.committed, err = sink.ReadOffsets(ctx, ts, topic); err != nil {
 		return l, err
 	}
 	cl, err := app.Kafka()
@@ -276,7 +324,7 @@ func withLiveOffsets(st *workflows.StreamStatus, l liveOffsets) {
 	}
 	sort.Slice(st.Partitions, func(i, j int) bool { return st.Partitions[i].Partition < st.Partitions[j].Partition })
 	st.Lag = l.total
-	st.Totals = store.StreamCounters{}
+	st.Totals = ingest.Counters{}
 	for _, p := range st.Partitions {
 		st.Totals.Add(p.Counters)
 	}
@@ -311,6 +359,14 @@ func printStreamStatus(w io.Writer, st workflows.StreamStatus, now time.Time) {
 		lastErr = fmt.Sprintf("%s (%s)", st.LastError, st.LastErrorAt.UTC().Format(time.RFC3339))
 	}
 	fmt.Fprintf(w, "lease attempts %d, failures %d; last error: %s\n", st.LeaseAttempts, st.LeaseFailures, lastErr)
+	if len(st.Problems) == 0 {
+		fmt.Fprintln(w, "problems now: none")
+	} else {
+		fmt.Fprintln(w, "problems now:")
+		for _, p := range st.Problems {
+			fmt.Fprintln(w, "  "+p)
+		}
+	}
 	if st.Runs > 0 {
 		fmt.Fprintf(w, "continued as new %d times since %s\n", st.Runs, st.StartedAt.UTC().Format(time.RFC3339))
 	}

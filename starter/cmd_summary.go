@@ -4,13 +4,14 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"net"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/iot-etl/iot-etl/internal/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
 )
 
 func init() {
@@ -40,6 +41,10 @@ func runSummary(ctx context.Context, app *App, args []string) error {
 	tw := tabwriter.NewWriter(app.Out, 0, 4, 2, ' ', 0)
 	fmt.Fprintf(tw, "Temporal UI\t%s\t\n", app.Cfg.Temporal.UIURL)
 	fmt.Fprintf(tw, "Temporal frontend\t%s (namespace %s)\t\n", app.Cfg.Temporal.Address, app.Cfg.Temporal.Namespace)
+	fmt.Fprintf(tw, "Dashboard\thttp://%s/ (starter dashboard)\t\n", displayAddr(app.Cfg.Dashboard.Addr))
+	if u := metricsURL(app.Cfg.MetricsAddr); u != "" {
+		fmt.Fprintf(tw, "Worker metrics\t%s/metrics (health: /healthz, /readyz)\t\n", u)
+	}
 	var firstErr error
 	for _, section := range summarySections {
 		lines, err := section(ctx, app)
@@ -135,17 +140,21 @@ func summaryWarehouse(ctx context.Context, app *App) ([]summaryLine, error) {
 	var (
 		workflowID, runID, status string
 		from, to                  time.Time
-		features                  *string
+		manifest                  *string
+		files                     []string
 	)
-	err = ts.QueryRow(ctx, `SELECT workflow_id, run_id, status, window_start, window_end, features_path
-		FROM dwh.etl_runs ORDER BY started_at DESC LIMIT 1`).Scan(&workflowID, &runID, &status, &from, &to, &features)
+	err = ts.QueryRow(ctx, `SELECT workflow_id, run_id, status, window_start, window_end, export_manifest_url, export_files
+		FROM dwh.etl_runs ORDER BY started_at DESC LIMIT 1`).Scan(&workflowID, &runID, &status, &from, &to, &manifest, &files)
 	if err != nil {
 		return lines, nil // no run yet
 	}
 	lines = append(lines, summaryLine{"Latest batch run", fmt.Sprintf("[%s, %s)", from.Format(time.RFC3339), to.Format(time.RFC3339)), status},
 		summaryLine{"  in the Temporal UI", runURL(app, workflowID, runID), ""})
-	if features != nil {
-		lines = append(lines, summaryLine{"  feature files", *features, "features.parquet, manifest.json"})
+	if manifest != nil {
+		lines = append(lines, summaryLine{"  features manifest", *manifest, fmt.Sprintf("%d files", len(files))})
+		for _, f := range files {
+			lines = append(lines, summaryLine{"  features file", f, ""})
+		}
 	}
 	return lines, nil
 }
@@ -163,4 +172,18 @@ func summaryStream(ctx context.Context, app *App) ([]summaryLine, error) {
 		{"Stream dead letters", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.stream_dead_letters"))},
 		{"Stream anomalies", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.stream_anomalies"))},
 	}, nil
+}
+
+// metricsURL is the base URL of a worker's metrics endpoint at addr (one
+// listening on every interface is reached on 127.0.0.1), or "" when
+// disabled.
+func metricsURL(addr string) string {
+	host, port, err := net.SplitHostPort(addr)
+	if addr == "" || err != nil {
+		return ""
+	}
+	if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port)
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
 )
 
 func init() {
@@ -40,12 +40,13 @@ func runTail(ctx context.Context, app *App, args []string) error {
 	}
 
 	cfg := app.Cfg.Kafka
-	cl, err := kafka.NewClient(cfg, nil)
+	watch := kafka.NewConnWatch(cfg)
+	cl, err := kafka.NewClient(cfg, nil, watch.Opt())
 	if err != nil {
 		return err
 	}
 	defer cl.Close()
-	if err := probeTopic(ctx, cl, cfg.BootstrapServers, cfg.Topic); err != nil {
+	if err := probeTopic(ctx, cl, watch, cfg.BootstrapServers, cfg.Topic); err != nil {
 		return err
 	}
 	parts, err := kafka.Partitions(ctx, cl, cfg.Topic)

@@ -4,14 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/sethvargo/go-envconfig"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 func TestMain(m *testing.M) { testenv.Main(m) }
@@ -27,7 +28,7 @@ func testStack(t *testing.T) (*testenv.Stack, map[string]string) {
 	s.Config.Temporal.Address = testenv.Temporal(t)
 	_, brokers := testenv.Kafka(t, s.Config.Kafka.Topic, 6)
 	s.Config.Kafka.BootstrapServers = brokers
-	s.Config.ExportDir = t.TempDir()
+	s.Config.Export.URL = t.TempDir()
 	return s, envOf(s.Config)
 }
 
@@ -38,6 +39,8 @@ func starter(t *testing.T, env map[string]string, args ...string) (code int, std
 	return code, out.String(), errb.String()
 }
 
+var engineNamed = regexp.MustCompile(`OK +PostgreSQL [0-9.]+( \([^)]*\))? (without timescaledb \(plain tables\)|with timescaledb [0-9][0-9.]*)[ ,]`)
+
 func TestCheckAllComponentsOK(t *testing.T) {
 	_, env := testStack(t)
 	code, out, errOut := starter(t, env, "check")
@@ -45,7 +48,7 @@ func TestCheckAllComponentsOK(t *testing.T) {
 		t.Fatalf("exit %d, stdout:\n%s\nstderr:\n%s", code, out, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	want := []string{"Temporal", "MySQL", "PostgreSQL", "TimescaleDB", "Kafka"}
+	want := []string{"Temporal", "MySQL", "PostgreSQL", "TimescaleDB", "Kafka", "Export"}
 	if len(lines) != len(want) {
 		t.Fatalf("got %d lines, want %d:\n%s", len(lines), len(want), out)
 	}
@@ -57,8 +60,13 @@ func TestCheckAllComponentsOK(t *testing.T) {
 	if !strings.Contains(lines[4], "topic iot-sensor-stream, 6 partitions") {
 		t.Errorf("kafka line %q does not report 6 partitions", lines[4])
 	}
-	if !strings.Contains(lines[3], "without timescaledb (plain tables)") {
-		t.Errorf("timescale line %q does not say which engine", lines[3])
+	if want := "OK   writable, 0 feature sets"; !strings.HasSuffix(lines[5], want) || !strings.Contains(lines[5], "file:///") {
+		t.Errorf("export line %q, want the file:// URL and %q", lines[5], want)
+	}
+	// Either engine is fine (the project's docker-compose runs TimescaleDB,
+	// the local stack plain PostgreSQL); the line must name the one found.
+	if !engineNamed.MatchString(lines[3]) {
+		t.Errorf("timescale line %q does not name the engine (want %s)", lines[3], engineNamed)
 	}
 }
 
@@ -85,8 +93,8 @@ func TestCheckNamesUnreachableMySQL(t *testing.T) {
 	if !strings.Contains(mysqlLine, addr) || !strings.Contains(mysqlLine, "FAILED") || !strings.Contains(mysqlLine, "connection refused") {
 		t.Errorf("MySQL line = %q, want address %s, FAILED and the error", mysqlLine, addr)
 	}
-	if strings.Count(out, " OK ") != 4 {
-		t.Errorf("want the 4 other components OK:\n%s", out)
+	if strings.Count(out, " OK ") != 5 {
+		t.Errorf("want the 5 other components OK:\n%s", out)
 	}
 	if !strings.Contains(errOut, "1 component failed") {
 		t.Errorf("stderr = %q, want the failure count", errOut)

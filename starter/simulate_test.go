@@ -13,12 +13,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/producer"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/producer"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 const simTopic = "iot-sensor-stream"

@@ -17,11 +17,11 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -47,7 +47,7 @@ func newStreamCLI(t *testing.T) *streamCLI {
 	_, brokers := testenv.Kafka(t, s.Config.Kafka.Topic, 3)
 	s.Config.Kafka.BootstrapServers = brokers
 	fleet := simulate.NewFleet(3, 6)
-	if err := store.ReplaceDevices(context.Background(), s.MySQL, fleet); err != nil {
+	if err := seeder.ReplaceDevices(context.Background(), s.MySQL, fleet); err != nil {
 		t.Fatal(err)
 	}
 	tc := testenv.TemporalClient(t)

@@ -1,21 +1,31 @@
 package main
 
 import (
+	"fmt"
+
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/internal/adapter/export"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
-func registerBatch(w worker.Worker, d deps) {
+func registerBatch(w worker.Worker, d deps) error {
+	exportStore, err := export.Open(d.cfg.Export, d.cfg.AWS)
+	if err != nil {
+		return fmt.Errorf("EXPORT_URL=%s: %w", d.cfg.Export.URL, err)
+	}
 	w.RegisterWorkflow(workflows.BatchETLWorkflow)
+	w.RegisterWorkflow(workflows.StagingSweepWorkflow)
 	w.RegisterActivity(&activities.Batch{
-		MySQL:     d.mysql,
-		Locations: d.locations,
-		Timescale: d.timescale,
-		ExportDir: d.cfg.ExportDir,
+		MySQL:     d.MySQL,
+		Locations: d.Locations,
+		Timescale: d.Timescale,
+		Export:    exportStore,
 		Params:    transform.DefaultParams(),
-		Log:       d.log,
+		Temporal:  d.tc,
 	})
+	d.log.Info("feature exports", "url", d.cfg.Export.URL)
+	return nil
 }

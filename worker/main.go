@@ -10,7 +10,6 @@ package main
 
 import (
 	"context"
-	"database/sql"
 	"flag"
 	"fmt"
 	"io"
@@ -21,14 +20,18 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/sethvargo/go-envconfig"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/logging"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/temporalx"
+	"github.com/iot-etl/iot-etl/activities"
+	"github.com/iot-etl/iot-etl/internal/adapter/metrics"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/temporalx"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/platform/logging"
+	"github.com/iot-etl/iot-etl/workflows"
 )
 
 func main() {
@@ -45,7 +48,9 @@ func main() {
 type deps struct {
 	cfg *config.Config
 	log *slog.Logger
-	pools
+	tc  client.Client // the staging sweep asks it whether a run's workflow is running
+	*store.DBs
+	metrics *metrics.Registry
 }
 
 // run serves until ctx ends. env, when not nil, replaces the process
@@ -75,12 +80,17 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 
 	// Batch activities hold up to two connections each (a read and a copy
 	// or an export); the stream leases bring connections of their own.
-	p, err := openPools(ctx, cfg, log, int32(2**maxBatchActivities+4))
+	dbs, err := store.Open(ctx, cfg, log, int32(2**maxBatchActivities+4))
 	if err != nil {
 		return err
 	}
-	defer p.close()
-	tc, err := temporalx.Dial(ctx, cfg.Temporal, log)
+	defer dbs.Close()
+	reg := metrics.New()
+	sdkMetrics, err := reg.TemporalHandler(log)
+	if err != nil {
+		return err
+	}
+	tc, err := temporalx.Dial(ctx, cfg.Temporal, log, func(o *client.Options) { o.MetricsHandler = sdkMetrics })
 	if err != nil {
 		return err
 	}
@@ -91,20 +101,43 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 		log.Warn("search attributes not registered", "error", err)
 	}
 
-	d := deps{cfg: cfg, log: log, pools: p}
+	d := deps{cfg: cfg, log: log, tc: tc, DBs: dbs}
+	health, closeMetrics, err := observe(reg, d, serveStream)
+	if err != nil {
+		return err
+	}
+	defer closeMetrics()
+	d.metrics = reg
+	if cfg.MetricsAddr != "" {
+		srv, err := metrics.Listen(cfg.MetricsAddr, metrics.Mux(reg, health), log)
+		if err != nil {
+			return err
+		}
+		go srv.Serve()
+		defer srv.Shutdown()
+		log.Info("metrics endpoint", "url", "http://"+srv.Addr()+"/metrics", "ready", "http://"+srv.Addr()+"/readyz")
+	}
+	// Every activity's error is classified once, here: data errors are
+	// non-retryable, the rest is left to the retry policies. The stream
+	// applies control signals that arrive together in arrival order.
+	interceptors := []interceptor.WorkerInterceptor{activities.ErrorClassifier(), workflows.SignalOrderInterceptor()}
 	var workers []worker.Worker
 	if serveBatch {
 		w := worker.New(tc, cfg.Temporal.BatchTaskQueue, worker.Options{
 			MaxConcurrentActivityExecutionSize: *maxBatchActivities,
 			WorkerStopTimeout:                  *stopTimeout,
+			Interceptors:                       interceptors,
 		})
-		registerBatch(w, d)
+		if err := registerBatch(w, d); err != nil {
+			return err
+		}
 		workers = append(workers, w)
 	}
 	if serveStream {
 		w := worker.New(tc, cfg.Temporal.StreamTaskQueue, worker.Options{
 			MaxConcurrentActivityExecutionSize: cfg.Stream.Leases + 2,
 			WorkerStopTimeout:                  *stopTimeout,
+			Interceptors:                       interceptors,
 		})
 		if registerStream(w, d) {
 			workers = append(workers, w)
@@ -115,6 +148,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 			return fmt.Errorf("start worker: %w", err)
 		}
 	}
+	health.SetStarted()
 	log.Info("worker started", "temporal", cfg.Temporal.Address, "namespace", cfg.Temporal.Namespace,
 		"queues", *queues, "batch_queue", cfg.Temporal.BatchTaskQueue, "stream_queue", cfg.Temporal.StreamTaskQueue)
 	<-ctx.Done()
@@ -138,40 +172,4 @@ func parseQueues(s string) (batch, stream bool, err error) {
 		}
 	}
 	return batch, stream, nil
-}
-
-// pools are the database handles shared by all activities.
-type pools struct {
-	mysql     *sql.DB
-	locations *pgxpool.Pool
-	timescale *pgxpool.Pool
-}
-
-func openPools(ctx context.Context, cfg *config.Config, log *slog.Logger, timescaleConns int32) (pools, error) {
-	var p pools
-	var err error
-	if p.mysql, err = store.OpenMySQL(ctx, cfg.MySQL); err != nil {
-		return p, err
-	}
-	if p.locations, err = store.OpenPG(ctx, cfg.Postgres, log); err != nil {
-		p.close()
-		return p, err
-	}
-	if p.timescale, err = store.OpenPGPool(ctx, cfg.Timescale, log, timescaleConns); err != nil {
-		p.close()
-		return p, err
-	}
-	return p, nil
-}
-
-func (p pools) close() {
-	if p.mysql != nil {
-		p.mysql.Close()
-	}
-	if p.locations != nil {
-		p.locations.Close()
-	}
-	if p.timescale != nil {
-		p.timescale.Close()
-	}
 }

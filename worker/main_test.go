@@ -3,7 +3,7 @@ package main
 import (
 	"testing"
 
-	"github.com/iot-etl/iot-etl/internal/testenv"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
 // TestMain stops the shared Temporal dev server after the tests. The

@@ -4,7 +4,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/transform"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -14,12 +14,13 @@ import (
 func registerStream(w worker.Worker, d deps) bool {
 	w.RegisterWorkflow(workflows.StreamIngestWorkflow)
 	w.RegisterActivity(&activities.Stream{
-		Timescale: d.timescale,
-		MySQL:     d.mysql,
+		Timescale: d.Timescale,
+		MySQL:     d.MySQL,
 		Kafka:     d.cfg.Kafka,
 		Config:    d.cfg.Stream,
 		Params:    transform.DefaultParams(),
 		Log:       d.log,
+		Metrics:   d.metrics.Stream,
 	})
 	return true
 }

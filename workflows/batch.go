@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"sort"
@@ -11,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-etl/iot-etl/activities"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
 )
 
 // Names operators and the starter use.
@@ -18,6 +20,7 @@ const (
 	BatchWorkflowName = "BatchETLWorkflow"
 	QueryProgress     = "progress"
 	SignalRetryLoad   = "retry-load"
+	SignalRetryExport = "retry-export"
 	SignalAbandon     = "abandon"
 )
 
@@ -29,21 +32,49 @@ const (
 	PhaseLoad       = "load"
 	PhaseLoadFailed = "load_failed"
 	PhaseExport     = "export"
+	// PhaseExportFailed: parked after the export failed its attempts.
+	PhaseExportFailed = "export_failed"
+	// PhaseRecovering: re-creating staging that PostgreSQL lost.
+	PhaseRecovering = "recovering"
 	PhaseFinishing  = "finishing"
 	PhaseDone       = "done"
 	PhaseAbandoned  = "abandoned"
 	PhaseFailed     = "failed"
 )
 
-// Defaults of BatchInput's zero values.
+// Defaults of BatchInput's zero values that are about orchestration; the
+// window's (shards, chunk, lookback, test mode) are in internal/domain/batch.
 const (
-	DefaultShards          = 8
-	DefaultChunk           = 6 * time.Hour
-	DefaultLookback        = time.Hour
-	DefaultLoadMaxAttempts = 3
-	DefaultHeartbeat       = 30 * time.Second
-	TestModeMaxDevices     = 10
-	TestModeWindow         = time.Hour
+	DefaultLoadMaxAttempts   = 3
+	DefaultExportMaxAttempts = 3
+	DefaultHeartbeat         = 30 * time.Second
+	// MaxStagingRecoveries bounds how often a run re-creates lost staging
+	// before it fails: a PostgreSQL that keeps crashing needs a person.
+	MaxStagingRecoveries = 3
+	// MaxUnheardReruns bounds how often in a row the run itself runs again
+	// a load or an export whose attempts all timed out on their heartbeat
+	// (the worker was not heard: dead, or cut off from Temporal), each
+	// after UnheardPause, before it parks: a worker that dies in every
+	// attempt needs a person too.
+	MaxUnheardReruns = 3
+	UnheardPause     = 30 * time.Second
+)
+
+// Changes versioned with workflow.GetVersion, so that runs started by the
+// code before them (and the recorded histories in testdata/) replay.
+const (
+	// changeStagingRecovery: a staging generation with a marker; lost
+	// staging is re-created and what it held re-run.
+	changeStagingRecovery = "staging-recovery"
+	// changeStagingSweep: the staging of runs not running in Temporal is
+	// swept after StartRun.
+	changeStagingSweep = "staging-sweep"
+	// changeExportParks: the export has ExportMaxAttempts attempts, then
+	// the run parks in export_failed.
+	changeExportParks = "export-parks"
+	// changeUnheardReruns: a load or export that only timed out on its
+	// heartbeat runs again by itself before the run parks.
+	changeUnheardReruns = "unheard-reruns"
 )
 
 // BatchInput is the single input of BatchETLWorkflow. Zero values mean the
@@ -65,6 +96,9 @@ type BatchInput struct {
 	Lookback        time.Duration `json:"lookback,omitempty"` // history before the window for rolling stats; <0 means none
 	CSV             bool          `json:"csv,omitempty"`      // also write features.csv
 	LoadMaxAttempts int32         `json:"load_max_attempts,omitempty"`
+	// ExportMaxAttempts is how many attempts ExportFeatures gets before the
+	// run parks in export_failed.
+	ExportMaxAttempts int32 `json:"export_max_attempts,omitempty"`
 	// HeartbeatTimeout is how long a silent activity (a dead worker) is
 	// given before Temporal retries it elsewhere.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
@@ -72,21 +106,26 @@ type BatchInput struct {
 
 // Progress is what the progress query returns.
 type Progress struct {
-	Phase        string            `json:"phase"`
-	Window       activities.Window `json:"window"`
-	ChunksDone   int               `json:"chunks_done"`
-	ChunksTotal  int               `json:"chunks_total"`
-	Rows         int64             `json:"rows"`
-	LoadError    string            `json:"load_error,omitempty"`
-	LoadAttempts int               `json:"load_attempts"`
+	Phase          string       `json:"phase"`
+	Window         batch.Window `json:"window"`
+	ChunksDone     int          `json:"chunks_done"`
+	ChunksTotal    int          `json:"chunks_total"`
+	Rows           int64        `json:"rows"`
+	LoadError      string       `json:"load_error,omitempty"`
+	LoadAttempts   int          `json:"load_attempts"`
+	ExportError    string       `json:"export_error,omitempty"`
+	ExportAttempts int          `json:"export_attempts,omitempty"`
+	// StagingRecoveries counts the times the run re-created staging that
+	// PostgreSQL lost.
+	StagingRecoveries int `json:"staging_recoveries,omitempty"`
 }
 
 // BatchResult summarises a finished run.
 type BatchResult struct {
 	WorkflowID   string                               `json:"workflow_id"`
 	RunID        string                               `json:"run_id"`
-	Window       activities.Window                    `json:"window"`
-	Status       string                               `json:"status"`
+	Window       batch.Window                         `json:"window"`
+	Status       batch.Status                         `json:"status"`
 	Devices      int                                  `json:"devices"`
 	Extracted    int64                                `json:"extracted"`
 	Rejects      int64                                `json:"rejects"`
@@ -99,6 +138,10 @@ type BatchResult struct {
 	Detection    map[string]activities.DetectionScore `json:"detection,omitempty"`
 	PhaseMillis  map[string]int64                     `json:"phase_ms"`
 	LoadAttempts int                                  `json:"load_attempts"`
+	// ExportAttempts counts the export runs (each of up to
+	// ExportMaxAttempts activity attempts): 1 unless it parked.
+	ExportAttempts    int `json:"export_attempts,omitempty"`
+	StagingRecoveries int `json:"staging_recoveries,omitempty"`
 }
 
 // Search attributes the batch upserts, so runs can be filtered in the UI.
@@ -114,24 +157,34 @@ var (
 type batchRun struct {
 	in       BatchInput
 	ref      activities.RunRef
-	window   activities.Window
+	window   batch.Window
 	progress Progress
 	result   BatchResult
 	loaded   map[int]bool // shards whose facts are loaded
 	rows     map[int]int64
 	phaseAt  time.Time
+
+	recovery      bool // lost staging is re-created (changeStagingRecovery)
+	exportParks   bool // a failed export parks the run (changeExportParks)
+	unheardReruns bool // heartbeat timeouts alone do not park (changeUnheardReruns)
+	loadDone      bool // dimensions, every shard's facts and the aggregates are loaded
+	exported      bool
 }
 
 // BatchETLWorkflow extracts, transforms and loads one window of readings
 // into the warehouse, then exports ML features. When Load exhausts its
 // retries the run parks in load_failed and waits for a retry-load or an
 // abandon signal instead of failing: staging is kept, so a retry never
-// extracts again.
+// extracts again. An export that fails its attempts parks the run in
+// export_failed the same way (retry-export or abandon). When PostgreSQL
+// loses the run's staging (crash recovery empties unlogged tables), the run
+// re-creates it and runs again what it held, at most MaxStagingRecoveries
+// times.
 func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error) {
 	info := workflow.GetInfo(ctx)
 	r := &batchRun{
 		in:     in.withDefaults(),
-		ref:    activities.RunRef{RunKey: info.WorkflowExecution.RunID, RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
+		ref:    activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
 		loaded: map[int]bool{},
 		rows:   map[int]int64{},
 	}
@@ -151,6 +204,14 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 	logger := workflow.GetLogger(ctx)
 	logger.Info("batch run", "window_start", window.Start, "window_end", window.End, "test_mode", r.in.TestMode)
 
+	r.recovery = workflow.GetVersion(ctx, changeStagingRecovery, workflow.DefaultVersion, 1) >= 1
+	sweep := workflow.GetVersion(ctx, changeStagingSweep, workflow.DefaultVersion, 1) >= 1
+	r.exportParks = workflow.GetVersion(ctx, changeExportParks, workflow.DefaultVersion, 1) >= 1
+	r.unheardReruns = workflow.GetVersion(ctx, changeUnheardReruns, workflow.DefaultVersion, 1) >= 1
+	if r.recovery {
+		r.ref.StagingGeneration = 1
+	}
+
 	var a *activities.Batch
 	err = workflow.ExecuteActivity(shortActivity(ctx), a.StartRun, activities.StartRunInput{
 		Run: r.ref, Window: window, TestMode: r.in.TestMode, DeviceFilter: r.in.DeviceFilter, StartedAt: workflow.Now(ctx),
@@ -158,291 +219,160 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 	if err != nil {
 		return nil, err
 	}
+	if sweep {
+		r.sweep(ctx)
+	}
 
-	if err := r.extract(ctx); err != nil {
+	abandoned, err := r.process(ctx)
+	var finishErr *finishError
+	switch {
+	case errors.As(err, &finishErr):
+		// The run's work is done; only its row could not be closed.
+		return nil, finishErr.err
+	case err != nil:
 		return nil, r.fail(ctx, err)
-	}
-	if err := r.transform(ctx); err != nil {
-		return nil, r.fail(ctx, err)
-	}
-	if abandoned, err := r.loadUntilDone(ctx); err != nil {
-		return nil, r.fail(ctx, err)
-	} else if abandoned {
+	case abandoned:
 		return &r.result, nil
 	}
-	if err := r.export(ctx); err != nil {
-		return nil, r.fail(ctx, err)
+	if err := workflow.UpsertTypedSearchAttributes(ctx, saRowsLoaded.ValueSet(r.result.RowsLoaded), saDQScore.ValueSet(r.result.DQScore)); err != nil {
+		// The run succeeded; only the UI filters miss its figures.
+		workflow.GetLogger(ctx).Warn("search attributes not set", "error", err)
 	}
-	if err := r.finish(ctx, PhaseDone, "succeeded", ""); err != nil {
-		return nil, err
-	}
-	_ = workflow.UpsertTypedSearchAttributes(ctx, saRowsLoaded.ValueSet(r.result.RowsLoaded), saDQScore.ValueSet(r.result.DQScore))
 	return &r.result, nil
 }
 
 func (in BatchInput) withDefaults() BatchInput {
-	if in.Shards <= 0 {
-		in.Shards = DefaultShards
-	}
-	if in.Chunk <= 0 {
-		in.Chunk = DefaultChunk
-	}
+	in.Shards = cmp.Or(max(in.Shards, 0), batch.DefaultShards)
+	in.Chunk = cmp.Or(max(in.Chunk, 0), batch.DefaultChunk)
 	switch {
 	case in.Lookback == 0:
-		in.Lookback = DefaultLookback
+		in.Lookback = batch.DefaultLookback
 	case in.Lookback < 0:
 		in.Lookback = 0
 	}
-	if in.LoadMaxAttempts <= 0 {
-		in.LoadMaxAttempts = DefaultLoadMaxAttempts
-	}
-	if in.HeartbeatTimeout <= 0 {
-		in.HeartbeatTimeout = DefaultHeartbeat
-	}
-	if in.TestMode && in.Shards > 2 {
-		in.Shards = 2
+	in.LoadMaxAttempts = cmp.Or(max(in.LoadMaxAttempts, 0), DefaultLoadMaxAttempts)
+	in.ExportMaxAttempts = cmp.Or(max(in.ExportMaxAttempts, 0), DefaultExportMaxAttempts)
+	in.HeartbeatTimeout = cmp.Or(max(in.HeartbeatTimeout, 0), DefaultHeartbeat)
+	if in.TestMode {
+		in.Shards = min(in.Shards, batch.TestModeMaxShards)
 	}
 	return in
 }
 
-// resolveWindow applies the window rules of BatchInput.
-func resolveWindow(ctx workflow.Context, in BatchInput) (activities.Window, error) {
-	w := activities.Window{Start: in.WindowStart.UTC(), End: in.WindowEnd.UTC()}
-	switch {
-	case w.Start.IsZero() && w.End.IsZero():
-		ref := workflow.GetInfo(ctx).WorkflowStartTime
-		if scheduled, ok := workflow.GetTypedSearchAttributes(ctx).GetTime(saScheduled); ok {
-			ref = scheduled
-		}
-		day := ref.UTC().Truncate(24 * time.Hour)
-		w = activities.Window{Start: day.Add(-24 * time.Hour), End: day}
-	case w.Start.IsZero() || w.End.IsZero():
-		return w, temporal.NewNonRetryableApplicationError("window_start and window_end must be given together", "InvalidInput", nil)
-	case !w.Start.Before(w.End):
-		return w, temporal.NewNonRetryableApplicationError(fmt.Sprintf("window start %s is not before end %s", w.Start.Format(time.RFC3339), w.End.Format(time.RFC3339)), "InvalidInput", nil)
+// resolveWindow applies the window rules of BatchInput (batch.Resolve):
+// an empty window is the day before the schedule's start time
+// (TemporalScheduledStartTime), or the workflow's when not scheduled.
+func resolveWindow(ctx workflow.Context, in BatchInput) (batch.Window, error) {
+	ref := workflow.GetInfo(ctx).WorkflowStartTime
+	if scheduled, ok := workflow.GetTypedSearchAttributes(ctx).GetTime(saScheduled); ok {
+		ref = scheduled
 	}
-	if in.TestMode && w.Duration() > TestModeWindow {
-		w.End = w.Start.Add(TestModeWindow)
+	w, err := batch.Resolve(in.WindowStart, in.WindowEnd, ref, in.TestMode)
+	if err != nil {
+		return w, temporal.NewNonRetryableApplicationError(strings.TrimPrefix(err.Error(), batch.ErrInvalidWindow.Error()+": "), activities.ErrTypeInvalidInput, nil)
 	}
 	return w, nil
 }
 
-// chunks splits the window plus its lookback into extract chunks.
-func (r *batchRun) chunks() []activities.Chunk {
-	var out []activities.Chunk
-	from := r.window.Start.Add(-r.in.Lookback)
-	for id := 0; from.Before(r.window.End); id++ {
-		to := from.Add(r.in.Chunk)
-		if to.After(r.window.End) {
-			to = r.window.End
-		}
-		out = append(out, activities.Chunk{ID: id, From: from, To: to})
-		from = to
-	}
-	return out
-}
-
 func (r *batchRun) enter(ctx workflow.Context, phase string, total int) {
 	now := workflow.Now(ctx)
-	if !r.phaseAt.IsZero() && r.progress.Phase != PhaseLoadFailed {
+	if !r.phaseAt.IsZero() && r.progress.Phase != PhaseLoadFailed && r.progress.Phase != PhaseExportFailed {
 		r.result.PhaseMillis[r.progress.Phase] += now.Sub(r.phaseAt).Milliseconds()
 	}
 	r.phaseAt = now
 	r.progress.Phase, r.progress.ChunksDone, r.progress.ChunksTotal, r.progress.Rows = phase, 0, total, 0
 }
 
-// extract stages devices, locations and readings chunks in parallel. In test
-// mode the devices are chosen first so the readings extract can be limited
-// to them.
-func (r *batchRun) extract(ctx workflow.Context) error {
+// sweep drops the staging of the runs that are not running any more, and
+// closes the rows their terminated workflows left open (see
+// activities.Batch.SweepStaging). It is housekeeping: when it fails, the
+// run goes on and the next sweep does it.
+func (r *batchRun) sweep(ctx workflow.Context) {
 	var a *activities.Batch
-	chunks := r.chunks()
-	r.enter(ctx, PhaseExtract, len(chunks)+2)
-	devicesIn := activities.ExtractDevicesInput{Run: r.ref, DeviceFilter: r.in.DeviceFilter, Shards: r.in.Shards}
-	filter := r.in.DeviceFilter
-	var devices activities.ExtractDevicesResult
-	if r.in.TestMode {
-		devicesIn.MaxDevices = TestModeMaxDevices
+	var res activities.SweepStagingResult
+	logger := workflow.GetLogger(ctx)
+	err := workflow.ExecuteActivity(sweepActivity(ctx), a.SweepStaging, activities.SweepStagingInput{Except: r.ref.RunID}).Get(ctx, &res)
+	if err != nil {
+		logger.Warn("staging sweep failed; the run goes on", "error", err)
+		return
 	}
-	devicesFuture := workflow.ExecuteActivity(shortActivity(ctx), a.ExtractDevices, devicesIn)
-	if r.in.TestMode {
-		if err := devicesFuture.Get(ctx, &devices); err != nil {
-			return fmt.Errorf("extract devices: %w", err)
-		}
-		r.progress.ChunksDone++
-		filter = devices.DeviceIDs
+	if len(res.Runs) > 0 {
+		logger.Info("staging sweep", "dropped", res.Dropped, "terminated", res.Closed, "running", res.Running, "unknown", res.Unknown, "failed", res.Failed)
 	}
-	locationsFuture := workflow.ExecuteActivity(shortActivity(ctx), a.ExtractLocations, activities.ExtractLocationsInput{Run: r.ref})
-	readingFutures := make([]workflow.Future, len(chunks))
-	for i, c := range chunks {
-		readingFutures[i] = workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.ExtractReadings, activities.ExtractReadingsInput{Run: r.ref, Chunk: c, DeviceFilter: filter})
-	}
-	var errs []error
-	if !r.in.TestMode {
-		if err := devicesFuture.Get(ctx, &devices); err != nil {
-			errs = append(errs, fmt.Errorf("extract devices: %w", err))
-		}
-		r.progress.ChunksDone++
-	}
-	r.result.Devices = devices.Devices
-	if err := locationsFuture.Get(ctx, nil); err != nil {
-		errs = append(errs, fmt.Errorf("extract locations: %w", err))
-	}
-	r.progress.ChunksDone++
-	for i, f := range readingFutures {
-		var res activities.ExtractReadingsResult
-		if err := f.Get(ctx, &res); err != nil {
-			errs = append(errs, fmt.Errorf("extract readings chunk %d: %w", chunks[i].ID, err))
-			continue
-		}
-		r.progress.ChunksDone++
-		r.progress.Rows += res.Rows
-		r.result.Extracted += res.Rows
-	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
-	}
-	var rejects activities.RejectsResult
-	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.RecordRejects, activities.RejectsInput{Run: r.ref, Window: r.window}).Get(ctx, &rejects); err != nil {
-		return fmt.Errorf("record rejects: %w", err)
-	}
-	r.result.Rejects = rejects.Rejects
-	return nil
 }
 
-// transform runs one activity per device shard.
-func (r *batchRun) transform(ctx workflow.Context) error {
-	var a *activities.Batch
-	r.enter(ctx, PhaseTransform, r.in.Shards)
-	futures := make([]workflow.Future, r.in.Shards)
-	for shard := range futures {
-		futures[shard] = workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.Transform, activities.TransformInput{
-			Run: r.ref, Shard: shard, Window: r.window, Lookback: r.in.Lookback,
-		})
-	}
-	var errs []error
-	for shard, f := range futures {
-		var total activities.TransformTotal
-		if err := f.Get(ctx, &total); err != nil {
-			errs = append(errs, fmt.Errorf("transform shard %d: %w", shard, err))
-			continue
-		}
-		r.rows[shard] = total.Rows
-		r.progress.ChunksDone++
-		r.progress.Rows += total.Rows
-	}
-	return errors.Join(errs...)
-}
-
-// loadUntilDone runs Load; when it fails after its retries, the run parks
-// until an operator signals retry-load (Load runs again from staging) or
-// abandon. It reports whether the run was abandoned.
-func (r *batchRun) loadUntilDone(ctx workflow.Context) (abandoned bool, err error) {
-	retryCh := workflow.GetSignalChannel(ctx, SignalRetryLoad)
-	abandonCh := workflow.GetSignalChannel(ctx, SignalAbandon)
+// process runs the phases the run still needs, in order, and finishes it
+// as succeeded. When an activity finds the run's staging lost (PostgreSQL's
+// crash recovery empties unlogged tables, the marker with them), process
+// re-creates the staging and runs again what it held: the extract, then
+// the transform and load of the shards not loaded yet (loaded facts are in
+// logged tables and upserts are idempotent), the export if it is not done,
+// and the finish. It gives up after MaxStagingRecoveries recoveries.
+func (r *batchRun) process(ctx workflow.Context) (abandoned bool, err error) {
 	for {
-		r.progress.LoadAttempts++
-		r.result.LoadAttempts = r.progress.LoadAttempts
-		loadErr := r.load(ctx)
-		if loadErr == nil {
-			r.progress.LoadError = ""
-			return false, nil
+		abandoned, err = r.phases(ctx)
+		if err == nil || !r.recovery || !isStagingLost(err) {
+			return abandoned, err
 		}
-		r.enter(ctx, PhaseLoadFailed, 0)
-		r.progress.LoadError = Brief(loadErr)
-		workflow.GetLogger(ctx).Error("load failed; waiting for retry-load or abandon", "error", loadErr)
-		if err := r.mark(ctx, "load_failed", r.progress.LoadError); err != nil {
+		if err := r.recoverStaging(ctx, err); err != nil {
 			return false, err
 		}
-		var reason string
-		retry := false
-		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(retryCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); retry = true })
-		sel.AddReceive(abandonCh, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &reason) })
-		sel.Select(ctx)
-		if !retry {
-			msg := "abandoned by operator after load failure: " + r.progress.LoadError
-			if reason != "" {
-				msg = "abandoned by operator (" + reason + ") after load failure: " + r.progress.LoadError
-			}
-			if err := r.finish(ctx, PhaseAbandoned, "abandoned", msg); err != nil {
-				return true, err
-			}
-			return true, nil
-		}
-		workflow.GetLogger(ctx).Info("retry-load received", "attempt", r.progress.LoadAttempts+1)
 	}
 }
 
-// load loads dimensions, then every shard not loaded yet, then refreshes the
-// continuous aggregate.
-func (r *batchRun) load(ctx workflow.Context) error {
-	var a *activities.Batch
-	lctx := loadActivity(ctx, r.in.LoadMaxAttempts, r.in.HeartbeatTimeout)
-	r.enter(ctx, PhaseLoad, r.in.Shards+2)
-	if err := workflow.ExecuteActivity(lctx, a.LoadDimensions, activities.LoadDimensionsInput{Run: r.ref}).Get(ctx, nil); err != nil {
-		return fmt.Errorf("load dimensions: %w", err)
+// phases runs extract, transform, load, export and finish, skipping what
+// is done: after a recovery, the transform of the shards already loaded,
+// the load when every shard is loaded (then the extract stages only the
+// devices and locations, which the export and the finish read) and the
+// export when it published.
+func (r *batchRun) phases(ctx workflow.Context) (abandoned bool, err error) {
+	allLoaded := len(r.loaded) == r.in.Shards
+	if err := r.extract(ctx, allLoaded); err != nil {
+		return false, err
 	}
-	r.progress.ChunksDone++
-	futures := map[int]workflow.Future{}
-	for shard := 0; shard < r.in.Shards; shard++ {
-		if r.loaded[shard] {
-			r.progress.ChunksDone++
-			continue
+	if !allLoaded {
+		if err := r.transform(ctx); err != nil {
+			return false, err
 		}
-		futures[shard] = workflow.ExecuteActivity(lctx, a.LoadFacts, activities.LoadFactsInput{
-			Run: r.ref, Shard: shard, Window: r.window, ExpectedRows: r.rows[shard],
-		})
 	}
-	var errs []error
-	for _, shard := range sortedKeys(futures) {
-		var res activities.LoadFactsResult
-		if err := futures[shard].Get(ctx, &res); err != nil {
-			errs = append(errs, fmt.Errorf("load facts shard %d: %w", shard, err))
-			continue
+	if !r.loadDone {
+		if abandoned, err := r.untilDone(ctx, parkLoad); err != nil || abandoned {
+			return abandoned, err
 		}
-		r.loaded[shard] = true
-		r.progress.ChunksDone++
-		r.progress.Rows += res.Rows
+		r.loadDone = true
 	}
-	if len(errs) > 0 {
-		return errors.Join(errs...)
+	if !r.exported {
+		if abandoned, err := r.untilDone(ctx, parkExport); err != nil || abandoned {
+			return abandoned, err
+		}
+		r.exported = true
 	}
-	if err := workflow.ExecuteActivity(lctx, a.RefreshAggregates, activities.RefreshAggregatesInput{Window: r.window}).Get(ctx, nil); err != nil {
-		return fmt.Errorf("refresh aggregates: %w", err)
+	if err := r.finish(ctx, PhaseDone, batch.StatusSucceeded, ""); err != nil {
+		if r.recovery && isStagingLost(err) {
+			return false, err
+		}
+		return false, &finishError{err: err}
 	}
-	r.progress.ChunksDone++
-	return nil
+	return false, nil
 }
 
-func (r *batchRun) export(ctx workflow.Context) error {
-	var a *activities.Batch
-	r.enter(ctx, PhaseExport, 1)
-	var res activities.ExportFeaturesResult
-	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.ExportFeatures, activities.ExportFeaturesInput{Run: r.ref, Window: r.window, CSV: r.in.CSV}).Get(ctx, &res); err != nil {
-		return fmt.Errorf("export features: %w", err)
-	}
-	r.progress.ChunksDone, r.progress.Rows = 1, res.Rows
-	r.result.Features = res
-	return nil
-}
-
-// mark records an intermediate status (load_failed) in dwh.etl_runs.
-func (r *batchRun) mark(ctx workflow.Context, status, errMsg string) error {
+// mark records an intermediate status (load_failed, export_failed) in
+// dwh.etl_runs.
+func (r *batchRun) mark(ctx workflow.Context, status batch.Status, errMsg string) error {
 	var a *activities.Batch
 	return workflow.ExecuteActivity(shortActivity(ctx), a.MarkRun, activities.MarkRunInput{Run: r.ref, Status: status, Error: errMsg}).Get(ctx, nil)
 }
 
 // finish closes the run row, reads the warehouse figures into the result and
 // drops the run's staging rows.
-func (r *batchRun) finish(ctx workflow.Context, phase, status, errMsg string) error {
+func (r *batchRun) finish(ctx workflow.Context, phase string, status batch.Status, errMsg string) error {
 	var a *activities.Batch
 	r.enter(ctx, PhaseFinishing, 1)
 	r.result.Status = status
 	in := activities.FinishRunInput{
 		Run: r.ref, Window: r.window, Status: status, Devices: r.result.Devices, Extracted: r.result.Extracted,
-		Rejects: r.result.Rejects, PhaseMillis: r.result.PhaseMillis, FeaturesPath: r.result.Features.Dir,
-		Error: errMsg, FinishedAt: workflow.Now(ctx),
+		Rejects: r.result.Rejects, PhaseMillis: r.result.PhaseMillis, FeaturesPath: r.result.Features.WindowURL,
+		Error: errMsg, FinishedAt: workflow.Now(ctx), StagingRecoveries: r.result.StagingRecoveries,
 	}
 	var fin activities.FinishRunResult
 	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.FinishRun, in).Get(ctx, &fin); err != nil {
@@ -462,9 +392,9 @@ func (r *batchRun) finish(ctx workflow.Context, phase, status, errMsg string) er
 func (r *batchRun) fail(ctx workflow.Context, err error) error {
 	dctx, cancel := workflow.NewDisconnectedContext(ctx)
 	defer cancel()
-	status := "failed"
+	status := batch.StatusFailed
 	if temporal.IsCanceledError(err) {
-		status = "abandoned"
+		status = batch.StatusAbandoned
 	}
 	if ferr := r.finish(dctx, PhaseFailed, status, Brief(err)); ferr != nil {
 		workflow.GetLogger(ctx).Error("could not record the failure", "error", ferr)
@@ -484,50 +414,4 @@ func sortedKeys[V any](m map[int]V) []int {
 	}
 	sort.Ints(keys)
 	return keys
-}
-
-// Brief renders err for operators: the message of the activity's own error
-// (such as the PostgreSQL error of a load) with the workflow's context, not
-// the whole chain of Temporal wrappers around it.
-func Brief(err error) string {
-	var parts []string
-	for _, e := range flatten(err) {
-		var appErr *temporal.ApplicationError
-		var timeoutErr *temporal.TimeoutError
-		switch {
-		case errors.As(e, &appErr):
-			parts = append(parts, prefixOf(e)+appErr.Message())
-		case errors.As(e, &timeoutErr):
-			parts = append(parts, prefixOf(e)+"timed out ("+timeoutErr.TimeoutType().String()+")")
-		default:
-			parts = append(parts, e.Error())
-		}
-	}
-	return strings.Join(parts, "; ")
-}
-
-// flatten splits errors.Join results.
-func flatten(err error) []error {
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		var out []error
-		for _, e := range j.Unwrap() {
-			out = append(out, flatten(e)...)
-		}
-		return out
-	}
-	return []error{err}
-}
-
-// prefixOf returns the context the workflow added in front of an activity
-// error ("load facts shard 3: "), or "".
-func prefixOf(err error) string {
-	var actErr *temporal.ActivityError
-	if !errors.As(err, &actErr) {
-		return ""
-	}
-	msg, inner := err.Error(), actErr.Error()
-	if i := strings.Index(msg, inner); i > 0 {
-		return msg[:i]
-	}
-	return ""
 }

@@ -3,6 +3,7 @@ package workflows
 import (
 	"time"
 
+	"github.com/iot-etl/iot-etl/activities"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -10,7 +11,7 @@ import (
 // Error types the activities raise for data that retrying cannot fix.
 // Activities return them as non-retryable application errors; listing them
 // here as well keeps the policy explicit in one place.
-var nonRetryable = []string{"InvalidData", "StagingLost", "InvalidInput"}
+var nonRetryable = []string{activities.ErrTypeInvalidData, activities.ErrTypeStagingLost, activities.ErrTypeInvalidInput, activities.ErrTypeSourceSchema}
 
 func retry(maxAttempts int32, initial, maxInterval time.Duration) *temporal.RetryPolicy {
 	return &temporal.RetryPolicy{
@@ -48,5 +49,24 @@ func loadActivity(ctx workflow.Context, maxAttempts int32, heartbeat time.Durati
 		StartToCloseTimeout: time.Hour,
 		HeartbeatTimeout:    heartbeat,
 		RetryPolicy:         retry(maxAttempts, time.Second, 30*time.Second),
+	})
+}
+
+// exportActivity is for ExportFeatures: bounded like Load, so that an
+// export store that keeps failing parks the run in export_failed.
+func exportActivity(ctx workflow.Context, maxAttempts int32, heartbeat time.Duration) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Hour,
+		HeartbeatTimeout:    heartbeat,
+		RetryPolicy:         retry(maxAttempts, time.Second, 30*time.Second),
+	})
+}
+
+// sweepActivity is for the staging sweep: a few drops, each bounded by
+// its lock wait, and one Temporal call per open run.
+func sweepActivity(ctx workflow.Context) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Minute,
+		RetryPolicy:         retry(3, time.Second, 30*time.Second),
 	})
 }

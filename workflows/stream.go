@@ -1,17 +1,15 @@
 package workflows
 
 import (
-	"errors"
+	"cmp"
 	"fmt"
-	"slices"
-	"sort"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/domain/ingest"
 )
 
 // Names operators, the starter and the Temporal CLI/UI use.
@@ -32,13 +30,8 @@ const (
 	StreamStopped  = "stopped"
 )
 
-// Defaults of StreamInput's zero values, and the lease supervision policy.
+// The lease supervision policy.
 const (
-	DefaultLeases                = 3
-	DefaultLeaseDuration         = 5 * time.Minute
-	DefaultLeaseHeartbeatTimeout = 10 * time.Second
-	DefaultAllowedLateness       = 10 * time.Minute
-
 	// leaseMargin is added to the lease duration for StartToClose: the time
 	// a lease has to commit its open batch and return after its duration.
 	leaseMargin = time.Minute
@@ -46,6 +39,21 @@ const (
 	// failure up to 30s; a clean end resets it.
 	leaseBackoffInitial = time.Second
 	leaseBackoffMax     = 30 * time.Second
+	// partitionRelistInterval is how often a running or paused stream
+	// lists the topic's partitions again, to consume partitions added to
+	// the topic.
+	partitionRelistInterval = 30 * time.Second
+)
+
+// Change ids of workflow.GetVersion: runs recorded before a change replay
+// with the code they ran.
+const (
+	// changeSignalArrivalOrder: control signals that arrive in one workflow
+	// task apply in arrival order, not stop, pause, resume, one per wait.
+	changeSignalArrivalOrder = "control-signals-in-arrival-order"
+	// changeRelistPartitions: the partitions are listed again every
+	// partitionRelistInterval and added partitions are dealt to the slots.
+	changeRelistPartitions = "relist-partitions"
 )
 
 // StreamWorkflowID is the stable workflow id of the stream of a topic: one
@@ -53,7 +61,7 @@ const (
 func StreamWorkflowID(topic string) string { return "iot-stream-" + topic }
 
 // StreamInput is the single input of StreamIngestWorkflow. Zero values mean
-// the defaults above (batch bounds: the worker's configuration).
+// the ingest.Default* values (batch bounds: the worker's configuration).
 type StreamInput struct {
 	Topic string `json:"topic"`
 	// Leases is how many consumer leases share the partitions, at most one
@@ -63,7 +71,7 @@ type StreamInput struct {
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
 	MaxBatchRecords  int           `json:"max_batch_records,omitempty"`
 	MaxBatchWait     time.Duration `json:"max_batch_wait,omitempty"`
-	// AllowedLateness: nil means DefaultAllowedLateness (0 is a valid
+	// AllowedLateness: nil means ingest.DefaultAllowedLateness (0 is a valid
 	// setting: no lateness allowed).
 	AllowedLateness *time.Duration `json:"allowed_lateness,omitempty"`
 	// ProgressEvery is the lease-progress interval; 0 means 5s.
@@ -98,6 +106,7 @@ type LeaseStatus struct {
 	Drain      bool      `json:"drain,omitempty"`
 	Attempts   int64     `json:"attempts"`
 	Failures   int       `json:"consecutive_failures"`
+	Problem    string    `json:"problem,omitempty"`
 	RetryAt    time.Time `json:"retry_at,omitzero"`
 	LastEnd    string    `json:"last_end,omitempty"`
 	LastError  string    `json:"last_error,omitempty"`
@@ -115,59 +124,56 @@ type StreamStatus struct {
 	Partitions        []activities.PartitionProgress `json:"partitions"`
 	Leases            []LeaseStatus                  `json:"leases"`
 	MessagesPerSecond float64                        `json:"messages_per_second"`
-	Totals            store.StreamCounters           `json:"totals"`
+	Totals            ingest.Counters                `json:"totals"`
 	Lag               int64                          `json:"lag"`
 	LeaseAttempts     int64                          `json:"lease_attempts"`
 	LeaseFailures     int64                          `json:"lease_failures"`
-	LastError         string                         `json:"last_error,omitempty"`
-	LastErrorAt       time.Time                      `json:"last_error_at,omitzero"`
-	StaleReports      int64                          `json:"stale_reports"`
-	Runs              int                            `json:"runs"`
-	StartedAt         time.Time                      `json:"started_at"`
-	UpdatedAt         time.Time                      `json:"updated_at"`
+	// Problems are what holds the stream up right now, one line per lease
+	// slot or listing in trouble: a lease failing (its last error, until a
+	// lease of the slot runs without a problem again), a running lease held
+	// up (a commit pending, the brokers silent), the partitions not listed.
+	// Empty while the stream makes progress. LastError is history: the
+	// most recent failure, however long ago.
+	Problems     []string  `json:"problems,omitempty"`
+	LastError    string    `json:"last_error,omitempty"`
+	LastErrorAt  time.Time `json:"last_error_at,omitzero"`
+	StaleReports int64     `json:"stale_reports"`
+	Runs         int       `json:"runs"`
+	StartedAt    time.Time `json:"started_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
 }
 
-// leaseSlot is one lease slot: a fixed set of partitions and the lease (or
-// the backoff timer) currently running for it.
-type leaseSlot struct {
-	index      int
-	partitions []int32
-
-	future     workflow.Future
-	cancel     workflow.CancelFunc
-	cancelling bool
-	drain      bool // the running lease is a drain lease
-
-	timer       workflow.Future
-	timerCancel workflow.CancelFunc
-	retryAt     time.Time
-
-	attempts  int64
-	failures  int
-	drained   bool
-	lastEnd   string
-	lastError string
-}
-
-// streamRun is the state of one StreamIngestWorkflow execution.
+// streamRun is one StreamIngestWorkflow execution: the state machine and
+// the SDK handles of what its commands started.
 type streamRun struct {
-	in    StreamInput
-	st    StreamState
-	info  *workflow.Info
-	parts map[int32]activities.PartitionProgress
-	slots []*leaseSlot
+	in   StreamInput
+	info *workflow.Info
+	sig  signals
+	m    streamMachine
 
-	listed       bool // partitions listed and slots dealt
-	list         workflow.Future
-	listForDrain bool
-	listTimer    workflow.Future
-	listFailures int
-	drainTo      map[int32]int64
+	slots       []slotHandles // by slot index
+	list        workflow.Future
+	listTimer   workflow.Future
+	relistTimer workflow.Future
 
-	wantContinue bool
-	cancelled    bool
-	stopped      bool // drained: the workflow completes
-	updatedAt    time.Time
+	// inArrivalOrder: apply the control signals pending at a wait all at
+	// once, in arrival order (changeSignalArrivalOrder); arrivals is the
+	// record of that order (nil without SignalOrderInterceptor).
+	inArrivalOrder bool
+	arrivals       *signalArrivals
+}
+
+// slotHandles are the running lease or backoff timer of a slot.
+type slotHandles struct {
+	lease         workflow.Future
+	cancelLease   workflow.CancelFunc
+	backoff       workflow.Future
+	cancelBackoff workflow.CancelFunc
+}
+
+// signals are the control and progress channels.
+type signals struct {
+	stop, pause, resume, progress workflow.ReceiveChannel
 }
 
 // StreamIngestWorkflow supervises the consumer leases of one topic: it lists
@@ -180,452 +186,269 @@ func StreamIngestWorkflow(ctx workflow.Context, in StreamInput) (*StreamStatus, 
 	if in.Topic == "" {
 		return nil, temporal.NewNonRetryableApplicationError("topic is required", "InvalidInput", nil)
 	}
-	r := &streamRun{in: in.withDefaults(), info: workflow.GetInfo(ctx), parts: map[int32]activities.PartitionProgress{}}
-	if in.State != nil {
-		r.st = *in.State
-		r.st.Runs++
-		for _, p := range in.State.Partitions {
-			r.parts[p.Partition] = p
-		}
-	} else {
-		r.st.StartedAt = workflow.Now(ctx)
-	}
+	in = in.withDefaults()
+	r := &streamRun{in: in, info: workflow.GetInfo(ctx), m: newStreamMachine(in, workflow.Now(ctx))}
 	r.in.State = nil
-	r.updatedAt = workflow.Now(ctx)
+	r.inArrivalOrder = workflow.GetVersion(ctx, changeSignalArrivalOrder, workflow.DefaultVersion, 1) >= 1
+	r.arrivals = arrivalsOf(ctx)
+	if workflow.GetVersion(ctx, changeRelistPartitions, workflow.DefaultVersion, 1) >= 1 {
+		r.m.RelistEvery = partitionRelistInterval
+	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StreamStatus, error) { return r.status(), nil }); err != nil {
 		return nil, err
 	}
-	workflow.GetLogger(ctx).Info("stream started", "topic", r.in.Topic, "leases", r.in.Leases, "paused", r.st.Paused,
-		"stopping", r.st.Stopping, "runs", r.st.Runs, "test_mode", r.in.TestMode)
+	workflow.GetLogger(ctx).Info("stream started", "topic", r.in.Topic, "leases", r.in.Leases, "paused", r.m.pausedFlag(),
+		"stopping", r.m.stopping(), "runs", r.m.Runs, "test_mode", r.in.TestMode)
 	return r.loop(ctx)
 }
 
 func (in StreamInput) withDefaults() StreamInput {
-	if in.Leases <= 0 {
-		in.Leases = DefaultLeases
-	}
-	if in.LeaseDuration <= 0 {
-		in.LeaseDuration = DefaultLeaseDuration
-	}
-	if in.HeartbeatTimeout <= 0 {
-		in.HeartbeatTimeout = DefaultLeaseHeartbeatTimeout
-	}
+	in.Leases = orDefault(in.Leases, ingest.DefaultLeases)
+	in.LeaseDuration = orDefault(in.LeaseDuration, ingest.DefaultLeaseDuration)
+	in.HeartbeatTimeout = orDefault(in.HeartbeatTimeout, ingest.DefaultHeartbeatTimeout)
 	if in.AllowedLateness == nil {
-		d := DefaultAllowedLateness
+		d := ingest.DefaultAllowedLateness
 		in.AllowedLateness = &d
 	}
 	return in
 }
 
-// signals are the control and progress channels.
-type signals struct {
-	stop, pause, resume, progress workflow.ReceiveChannel
-}
+// orDefault is v, or def when v is zero (or negative, which is no valid
+// count or duration either).
+func orDefault[T ~int | ~int64](v, def T) T { return cmp.Or(max(v, 0), def) }
 
+func (r *streamRun) status() StreamStatus { return r.m.status(r.info.WorkflowExecution.ID, r.in) }
+
+// loop feeds the state machine: before each wait what the workflow context
+// tells (cancelled, continue-as-new suggested) and a settle, then the
+// signal, lease, timer or listing that ends the wait.
 func (r *streamRun) loop(ctx workflow.Context) (*StreamStatus, error) {
-	sig := signals{
+	r.sig = signals{
 		stop:     workflow.GetSignalChannel(ctx, SignalStop),
 		pause:    workflow.GetSignalChannel(ctx, SignalPause),
 		resume:   workflow.GetSignalChannel(ctx, SignalResume),
 		progress: workflow.GetSignalChannel(ctx, SignalLeaseProgress),
 	}
-	selCtx := ctx
+	// After a cancellation the leases are waited for on a context that is
+	// not cancelled: they commit their open batch and end.
+	selCtx, detached := ctx, false
 	for {
-		if ctx.Err() != nil && !r.cancelled {
-			// The workflow itself was cancelled: the leases are cancelled
-			// with it; wait for them to commit and end, on a context that
-			// is not cancelled, then end as cancelled.
-			workflow.GetLogger(ctx).Info("stream workflow cancelled: ending the leases")
-			r.cancelled = true
-			r.cancelAll()
-			selCtx, _ = workflow.NewDisconnectedContext(ctx)
+		if ctx.Err() != nil {
+			r.on(ctx, workflowCancelled{})
+			if !detached {
+				selCtx, _ = workflow.NewDisconnectedContext(ctx)
+				detached = true
+			}
 		}
-		if r.cancelled && r.idle() {
-			return nil, temporal.NewCanceledError("stream workflow cancelled")
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			r.on(ctx, continueAsNewSuggested{})
 		}
-		if !r.cancelled && !r.wantContinue && !r.st.Stopping && workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-			workflow.GetLogger(ctx).Info("continue-as-new suggested: ending the leases")
-			r.wantContinue = true
-			r.cancelAll()
-		}
-		if r.wantContinue && r.idle() {
-			return nil, r.continueAsNew(ctx, sig)
-		}
-		r.schedule(ctx)
-		if r.st.Stopping && r.listed && r.allDrained() && r.idle() {
-			r.stopped = true
-			status := r.status()
-			workflow.GetLogger(ctx).Info("stream stopped", "records", status.Totals.Records, "inserted", status.Totals.Inserted)
-			return &status, nil
+		if end := r.on(ctx, settle{}); end != 0 {
+			return r.end(ctx, end)
 		}
 
-		// The order of the cases is the order pending signals are handled
-		// in (Temporal does not keep the order across signal names): stop,
-		// pause, then resume, so a pause and a resume that arrive together
-		// leave the stream running.
 		sel := workflow.NewSelector(selCtx)
-		if !r.cancelled {
+		if !detached {
 			sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) {})
 		}
-		sel.AddReceive(sig.stop, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.onStop(ctx) })
-		sel.AddReceive(sig.pause, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.onPause(ctx) })
-		sel.AddReceive(sig.resume, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.onResume(ctx) })
-		sel.AddReceive(sig.progress, func(c workflow.ReceiveChannel, _ bool) {
+		if r.inArrivalOrder {
+			// Any control signal ready: apply every pending one, in the
+			// order they arrived.
+			for _, c := range r.controlChannels() {
+				sel.AddReceive(c, func(workflow.ReceiveChannel, bool) { r.applyControlSignals(ctx) })
+			}
+		} else {
+			// Runs recorded before changeSignalArrivalOrder: one signal per
+			// wait, the order of the cases (stop, pause, resume) among
+			// those pending.
+			sel.AddReceive(r.sig.stop, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.on(ctx, stopSignal{}) })
+			sel.AddReceive(r.sig.pause, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.on(ctx, pauseSignal{}) })
+			sel.AddReceive(r.sig.resume, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.on(ctx, resumeSignal{}) })
+		}
+		sel.AddReceive(r.sig.progress, func(c workflow.ReceiveChannel, _ bool) {
 			var p activities.LeaseProgress
 			c.Receive(ctx, &p)
-			r.apply(ctx, p.Partitions)
+			r.on(ctx, progressReported{Slot: p.Slot, Partitions: p.Partitions, Problem: p.Problem})
 		})
-		for _, s := range r.slots {
-			s := s
-			if s.future != nil {
-				sel.AddFuture(s.future, func(f workflow.Future) {
+		for i := range r.slots {
+			if h := r.slots[i]; h.lease != nil {
+				sel.AddFuture(h.lease, func(f workflow.Future) {
 					var res activities.LeaseResult
 					err := f.Get(selCtx, &res)
-					r.leaseEnded(ctx, s, res, err)
+					r.slots[i].lease, r.slots[i].cancelLease = nil, nil
+					r.on(ctx, leaseOutcome(i, res, err))
 				})
 			}
-			if s.timer != nil {
-				sel.AddFuture(s.timer, func(workflow.Future) { s.timer, s.timerCancel, s.retryAt = nil, nil, time.Time{} })
+			if h := r.slots[i]; h.backoff != nil {
+				sel.AddFuture(h.backoff, func(workflow.Future) {
+					r.slots[i].backoff, r.slots[i].cancelBackoff = nil, nil
+					r.on(ctx, backoffElapsed{Slot: i})
+				})
 			}
 		}
 		if r.list != nil {
 			sel.AddFuture(r.list, func(f workflow.Future) {
 				var res activities.ListPartitionsResult
-				r.partitionsListed(ctx, res, f.Get(selCtx, &res))
+				err := f.Get(selCtx, &res)
+				r.list = nil
+				r.on(ctx, listOutcome(res, err))
 			})
 		}
 		if r.listTimer != nil {
-			sel.AddFuture(r.listTimer, func(workflow.Future) { r.listTimer = nil })
+			sel.AddFuture(r.listTimer, func(workflow.Future) {
+				r.listTimer = nil
+				r.on(ctx, listBackoffElapsed{})
+			})
+		}
+		if r.relistTimer != nil {
+			sel.AddFuture(r.relistTimer, func(workflow.Future) {
+				r.relistTimer = nil
+				r.on(ctx, relistElapsed{})
+			})
 		}
 		sel.Select(ctx)
 	}
 }
 
-// idle reports whether no activity of this run is outstanding.
-func (r *streamRun) idle() bool {
-	if r.list != nil {
-		return false
-	}
-	for _, s := range r.slots {
-		if s.future != nil {
-			return false
+// on runs ev through the state machine and issues its commands, in order,
+// up to one that ends the run, which it returns (0 when none).
+func (r *streamRun) on(ctx workflow.Context, ev streamEvent) commandKind {
+	next, cmds, logs := r.m.on(ev, workflow.Now(ctx))
+	r.m = next
+	logger := workflow.GetLogger(ctx)
+	for _, l := range logs {
+		if l.Warn {
+			logger.Warn(l.Msg, l.Attrs...)
+		} else {
+			logger.Info(l.Msg, l.Attrs...)
 		}
 	}
-	return true
-}
-
-func (r *streamRun) allDrained() bool {
-	for _, s := range r.slots {
-		if !s.drained {
-			return false
-		}
+	for len(r.slots) < len(r.m.Slots) {
+		r.slots = append(r.slots, slotHandles{})
 	}
-	return true
-}
-
-// schedule starts what the state asks for: the partition listing, leases
-// for idle slots (running), drain leases (stopping).
-func (r *streamRun) schedule(ctx workflow.Context) {
-	if r.wantContinue || r.cancelled {
-		return
-	}
-	needList := !r.listed || (r.st.Stopping && r.drainTo == nil && !r.listForDrain)
-	if needList && r.list == nil && r.listTimer == nil {
-		var a *activities.Stream
-		r.listForDrain = r.st.Stopping
-		r.list = workflow.ExecuteActivity(listOptions(ctx), a.ListPartitions, activities.ListPartitionsInput{Topic: r.in.Topic})
-	}
-	if !r.listed {
-		return
-	}
-	switch {
-	case r.st.Stopping:
-		if r.drainTo == nil {
-			return
-		}
-		for _, s := range r.slots {
-			if s.future != nil && !s.drain {
-				return // wait for the cancelled leases to commit and end
-			}
-		}
-		for _, s := range r.slots {
-			if !s.drained && s.future == nil && s.timer == nil {
-				r.startLease(ctx, s, true)
-			}
-		}
-	case r.st.Paused:
-	default:
-		for _, s := range r.slots {
-			if s.future == nil && s.timer == nil {
-				r.startLease(ctx, s, false)
-			}
-		}
-	}
-}
-
-func (r *streamRun) startLease(ctx workflow.Context, s *leaseSlot, drain bool) {
 	var a *activities.Stream
-	in := activities.LeaseInput{
-		Topic: r.in.Topic, Slot: s.index, Partitions: s.partitions, Duration: r.in.LeaseDuration,
+	for _, c := range cmds {
+		switch c.Kind {
+		case cmdListPartitions:
+			r.list = workflow.ExecuteActivity(listOptions(ctx), a.ListPartitions, activities.ListPartitionsInput{Topic: r.in.Topic})
+		case cmdStartLease, cmdStartDrainLease:
+			lctx, cancel := workflow.WithCancel(ctx)
+			r.slots[c.Slot].lease = workflow.ExecuteActivity(leaseOptions(lctx, r.in), a.ConsumeLease, r.leaseInput(c))
+			r.slots[c.Slot].cancelLease = cancel
+		case cmdCancelLease:
+			r.slots[c.Slot].cancelLease()
+		case cmdStartBackoff:
+			tctx, cancel := workflow.WithCancel(ctx)
+			r.slots[c.Slot].backoff, r.slots[c.Slot].cancelBackoff = workflow.NewTimer(tctx, c.Delay), cancel
+		case cmdCancelBackoff:
+			r.slots[c.Slot].cancelBackoff()
+			r.slots[c.Slot].backoff, r.slots[c.Slot].cancelBackoff = nil, nil
+		case cmdStartListBackoff:
+			r.listTimer = workflow.NewTimer(ctx, c.Delay)
+		case cmdStartRelistTimer:
+			r.relistTimer = workflow.NewTimer(ctx, c.Delay)
+		default:
+			if c.Kind.final() {
+				return c.Kind
+			}
+			panic(fmt.Sprintf("stream: unknown command %v", c.Kind))
+		}
+	}
+	return 0
+}
+
+func (r *streamRun) leaseInput(c command) activities.LeaseInput {
+	return activities.LeaseInput{
+		Topic: r.in.Topic, Slot: c.Slot, Partitions: r.m.Slots[c.Slot].Partitions, Duration: r.in.LeaseDuration,
 		MaxBatchRecords: r.in.MaxBatchRecords, MaxBatchWait: r.in.MaxBatchWait, AllowedLateness: *r.in.AllowedLateness,
-		Debug: r.in.Debug, TestMode: r.in.TestMode, ProgressEvery: r.in.ProgressEvery,
-	}
-	if drain {
-		in.DrainTo = map[int32]int64{}
-		for _, p := range s.partitions {
-			in.DrainTo[p] = r.drainTo[p]
-		}
-	}
-	lctx, cancel := workflow.WithCancel(ctx)
-	s.future = workflow.ExecuteActivity(leaseOptions(lctx, r.in), a.ConsumeLease, in)
-	s.cancel, s.cancelling, s.drain = cancel, false, drain
-	s.attempts++
-	r.st.LeaseAttempts++
-}
-
-// leaseEnded books the end of a slot's lease and, after a failure that was
-// not caused by our own cancellation, arms the slot's backoff timer.
-func (r *streamRun) leaseEnded(ctx workflow.Context, s *leaseSlot, res activities.LeaseResult, err error) {
-	cancelled, drain := s.cancelling, s.drain
-	s.future, s.cancel, s.cancelling, s.drain = nil, nil, false, false
-	if err == nil {
-		r.apply(ctx, res.Partitions)
-		s.lastEnd, s.failures, s.lastError = res.End, 0, ""
-		if drain && res.End == activities.LeaseEndDrained {
-			s.drained = true
-		}
-		return
-	}
-	if cancelled && temporal.IsCanceledError(err) {
-		s.lastEnd, s.failures = activities.LeaseEndCancelled, 0
-		return
-	}
-	s.failures++
-	s.lastEnd, s.lastError = "failed", causeOf(err)
-	r.st.LeaseFailures++
-	r.st.LastError = fmt.Sprintf("lease %d (partitions %v): %s", s.index, s.partitions, s.lastError)
-	r.st.LastErrorAt = workflow.Now(ctx)
-	workflow.GetLogger(ctx).Warn("stream lease failed", "slot", s.index, "partitions", s.partitions, "consecutive_failures", s.failures, "error", err)
-	if cancelled && !r.st.Stopping {
-		return // paused or continuing as new: nothing to restart
-	}
-	delay := leaseBackoff(s.failures)
-	tctx, tcancel := workflow.WithCancel(ctx)
-	s.timer, s.timerCancel, s.retryAt = workflow.NewTimer(tctx, delay), tcancel, workflow.Now(ctx).Add(delay)
-}
-
-// causeOf is what operators need of an activity failure: its cause, without
-// the activity error's envelope of event ids.
-func causeOf(err error) string {
-	var actErr *temporal.ActivityError
-	if errors.As(err, &actErr) {
-		if cause := errors.Unwrap(actErr); cause != nil {
-			return cause.Error()
-		}
-	}
-	return err.Error()
-}
-
-// leaseBackoff is 1s, 2s, 4s, … up to 30s for the n-th consecutive failure.
-func leaseBackoff(n int) time.Duration {
-	d := leaseBackoffInitial
-	for i := 1; i < n && d < leaseBackoffMax; i++ {
-		d *= 2
-	}
-	return min(d, leaseBackoffMax)
-}
-
-// partitionsListed books the partition listing: the first deals the slots, the one
-// at the start of a stop fixes the drain targets.
-func (r *streamRun) partitionsListed(ctx workflow.Context, res activities.ListPartitionsResult, err error) {
-	forDrain := r.listForDrain
-	r.list, r.listForDrain = nil, false
-	if err != nil {
-		r.listFailures++
-		r.st.LastError = fmt.Sprintf("list partitions of %s: %s", r.in.Topic, causeOf(err))
-		r.st.LastErrorAt = workflow.Now(ctx)
-		workflow.GetLogger(ctx).Warn("list partitions failed", "error", err)
-		r.listTimer = workflow.NewTimer(ctx, leaseBackoff(r.listFailures))
-		return
-	}
-	r.listFailures = 0
-	r.apply(ctx, res.Partitions)
-	if !r.listed {
-		ids := make([]int32, 0, len(res.Partitions))
-		for _, p := range res.Partitions {
-			ids = append(ids, p.Partition)
-		}
-		r.slots = dealPartitions(ids, r.in.Leases)
-		r.listed = true
-	}
-	if forDrain && r.st.Stopping {
-		r.drainTo = map[int32]int64{}
-		for _, p := range res.Partitions {
-			r.drainTo[p.Partition] = p.HighWatermark
-		}
-		workflow.GetLogger(ctx).Info("stream draining", "to", r.drainTo)
+		Debug: r.in.Debug, TestMode: r.in.TestMode, ProgressEvery: r.in.ProgressEvery, DrainTo: c.DrainTo,
 	}
 }
 
-// dealPartitions deals the (ascending) partitions round-robin to
-// min(leases, partitions) slots.
-func dealPartitions(ids []int32, leases int) []*leaseSlot {
-	n := min(leases, len(ids))
-	slots := make([]*leaseSlot, n)
-	for i := range slots {
-		slots[i] = &leaseSlot{index: i}
+// end ends the run as the final command says.
+func (r *streamRun) end(ctx workflow.Context, final commandKind) (*StreamStatus, error) {
+	switch final {
+	case cmdComplete:
+		status := r.status()
+		workflow.GetLogger(ctx).Info("stream stopped", "records", status.Totals.Records, "inserted", status.Totals.Inserted)
+		return &status, nil
+	case cmdContinueAsNew:
+		return nil, r.continueAsNew(ctx)
 	}
-	for i, p := range ids {
-		slots[i%n].partitions = append(slots[i%n].partitions, p)
-	}
-	return slots
+	return nil, temporal.NewCanceledError("stream workflow cancelled")
 }
 
-// apply keeps the latest report per partition, ignoring reports of an
-// older lease epoch than one already seen (a superseded lease).
-func (r *streamRun) apply(ctx workflow.Context, reports []activities.PartitionProgress) {
-	for _, p := range reports {
-		if cur, ok := r.parts[p.Partition]; ok && p.Epoch < cur.Epoch {
-			r.st.StaleReports++
-			continue
-		}
-		r.parts[p.Partition] = p
-	}
-	r.updatedAt = workflow.Now(ctx)
+// controlChannels are the control signals' channels, in the order of
+// controlSignals.
+func (r *streamRun) controlChannels() [len(controlSignals)]workflow.ReceiveChannel {
+	return [...]workflow.ReceiveChannel{r.sig.stop, r.sig.pause, r.sig.resume}
 }
 
-// cancelAll cancels every running lease (each commits its open batch and
-// returns) and every backoff timer.
-func (r *streamRun) cancelAll() {
-	for _, s := range r.slots {
-		if s.future != nil && !s.cancelling {
-			s.cancel()
-			s.cancelling = true
+// applyControlSignals applies every pending control signal in the order
+// they arrived (signal_order.go). When signals of more than one name are
+// pending, the order is a side effect in the history: a replay applies the
+// same order, with or without SignalOrderInterceptor.
+func (r *streamRun) applyControlSignals(ctx workflow.Context) {
+	var pending [len(controlSignals)]int
+	names := 0
+	for i, c := range r.controlChannels() {
+		for c.ReceiveAsync(nil) {
+			pending[i]++
 		}
-		if s.timer != nil {
-			s.timerCancel()
-			s.timer, s.timerCancel, s.retryAt = nil, nil, time.Time{}
+		if pending[i] > 0 {
+			names++
+		}
+	}
+	arrived := r.arrivals.take()
+	order := arrivalOrder(nil, pending)
+	if names > 1 {
+		var recorded []string
+		v := workflow.SideEffect(ctx, func(workflow.Context) any { return arrivalOrder(arrived, pending) })
+		if err := v.Get(&recorded); err != nil {
+			workflow.GetLogger(ctx).Warn("control signals: arrival order unreadable, applying stop, pause, resume", "error", err)
+		} else {
+			order = arrivalOrder(recorded, pending) // the recorded order, checked against what is pending
+		}
+		workflow.GetLogger(ctx).Info("control signals arrived together", "order", order)
+	}
+	for _, name := range order {
+		switch name {
+		case SignalStop:
+			r.on(ctx, stopSignal{})
+		case SignalPause:
+			r.on(ctx, pauseSignal{})
+		case SignalResume:
+			r.on(ctx, resumeSignal{})
 		}
 	}
 }
 
-func (r *streamRun) onPause(ctx workflow.Context) {
-	if r.st.Stopping {
-		workflow.GetLogger(ctx).Info("pause ignored: the stream is stopping")
-		return
+// continueAsNew applies every pending signal and continues as new with the
+// state. The leases have ended, so nothing runs across the boundary.
+func (r *streamRun) continueAsNew(ctx workflow.Context) error {
+	if r.inArrivalOrder {
+		r.applyControlSignals(ctx)
 	}
-	workflow.GetLogger(ctx).Info("stream paused")
-	r.st.Paused = true
-	r.cancelAll()
-}
-
-func (r *streamRun) onResume(ctx workflow.Context) {
-	if r.st.Stopping {
-		workflow.GetLogger(ctx).Info("resume ignored: the stream is stopping")
-		return
-	}
-	workflow.GetLogger(ctx).Info("stream resumed")
-	r.st.Paused = false
-	// An operator's resume also cuts every backoff short.
-	for _, s := range r.slots {
-		if s.timer != nil {
-			s.timerCancel()
-			s.timer, s.timerCancel, s.retryAt = nil, nil, time.Time{}
-		}
-		s.failures = 0
-	}
-}
-
-func (r *streamRun) onStop(ctx workflow.Context) {
-	if r.st.Stopping {
-		return
-	}
-	workflow.GetLogger(ctx).Info("stream stopping: ending the leases, then draining")
-	r.st.Stopping = true
-	r.cancelAll()
-	for _, s := range r.slots {
-		s.failures = 0
-	}
-}
-
-// continueAsNew drains every pending signal into the state and continues as
-// new with it. The leases have ended, so nothing runs across the boundary.
-func (r *streamRun) continueAsNew(ctx workflow.Context, sig signals) error {
 	for {
 		switch {
-		case sig.stop.ReceiveAsync(nil):
-			r.onStop(ctx)
-		case sig.pause.ReceiveAsync(nil):
-			r.onPause(ctx)
-		case sig.resume.ReceiveAsync(nil):
-			r.onResume(ctx)
+		case r.sig.stop.ReceiveAsync(nil):
+			r.on(ctx, stopSignal{})
+		case r.sig.pause.ReceiveAsync(nil):
+			r.on(ctx, pauseSignal{})
+		case r.sig.resume.ReceiveAsync(nil):
+			r.on(ctx, resumeSignal{})
 		default:
 			var p activities.LeaseProgress
-			if !sig.progress.ReceiveAsync(&p) {
+			if !r.sig.progress.ReceiveAsync(&p) {
 				next := r.in
-				st := r.st
-				st.Partitions = r.sortedParts()
+				st := r.m.carry()
 				next.State = &st
 				workflow.GetLogger(ctx).Info("continuing as new", "paused", st.Paused, "stopping", st.Stopping, "runs", st.Runs+1)
 				return workflow.NewContinueAsNewError(ctx, StreamIngestWorkflow, next)
 			}
-			r.apply(ctx, p.Partitions)
+			r.on(ctx, progressReported{Slot: p.Slot, Partitions: p.Partitions, Problem: p.Problem})
 		}
 	}
-}
-
-func (r *streamRun) sortedParts() []activities.PartitionProgress {
-	out := make([]activities.PartitionProgress, 0, len(r.parts))
-	for _, p := range r.parts {
-		out = append(out, p)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Partition < out[j].Partition })
-	return out
-}
-
-func (r *streamRun) state() string {
-	switch {
-	case r.stopped:
-		return StreamStopped
-	case r.st.Stopping:
-		return StreamStopping
-	case r.st.Paused:
-		return StreamPaused
-	}
-	return StreamRunning
-}
-
-// status builds the status query answer from the workflow's state.
-func (r *streamRun) status() StreamStatus {
-	st := StreamStatus{
-		WorkflowID: r.info.WorkflowExecution.ID, Topic: r.in.Topic, State: r.state(),
-		TestMode: r.in.TestMode, Debug: r.in.Debug, Partitions: r.sortedParts(), Leases: []LeaseStatus{},
-		LeaseAttempts: r.st.LeaseAttempts, LeaseFailures: r.st.LeaseFailures,
-		LastError: r.st.LastError, LastErrorAt: r.st.LastErrorAt, StaleReports: r.st.StaleReports,
-		Runs: r.st.Runs, StartedAt: r.st.StartedAt, UpdatedAt: r.updatedAt,
-	}
-	running := map[int32]bool{}
-	for _, s := range r.slots {
-		st.Leases = append(st.Leases, LeaseStatus{
-			Slot: s.index, Partitions: slices.Clone(s.partitions), Running: s.future != nil, Drain: s.future != nil && s.drain,
-			Attempts: s.attempts, Failures: s.failures, RetryAt: s.retryAt, LastEnd: s.lastEnd, LastError: s.lastError,
-		})
-		if s.future != nil && !s.cancelling {
-			for _, p := range s.partitions {
-				running[p] = true
-			}
-		}
-	}
-	for i := range st.Partitions {
-		p := &st.Partitions[i]
-		if !running[p.Partition] {
-			p.Rate = 0
-		}
-		st.MessagesPerSecond += p.Rate
-		st.Totals.Add(p.Counters)
-		st.Lag += p.Lag
-	}
-	return st
 }
 
 // leaseOptions: StartToClose is the lease duration plus the time to commit

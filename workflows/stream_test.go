@@ -12,12 +12,14 @@ import (
 	"github.com/stretchr/testify/mock"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/domain/ingest"
 )
 
 var sa *activities.Stream
@@ -58,11 +60,21 @@ func (l *leaseLog) startsBetween(from, to time.Duration) []leaseStart {
 
 var streamStart = time.Date(2026, 11, 28, 12, 0, 0, 0, time.UTC)
 
-// newStreamEnv returns a test environment where ListPartitions finds
-// `partitions` partitions and every lease (mocked) consumes for its full
-// duration and ends cleanly; drain leases end drained at once. setup
-// registers a test's own mocks first: the first matching mock wins.
+// newStreamEnv returns a test environment with the worker's
+// SignalOrderInterceptor where ListPartitions finds `partitions` partitions
+// and every lease (mocked) consumes for its full duration and ends
+// cleanly; drain leases end drained at once. setup registers a test's own
+// mocks first: the first matching mock wins.
 func newStreamEnv(t *testing.T, partitions int32, setup func(env *testsuite.TestWorkflowEnvironment)) (*testsuite.TestWorkflowEnvironment, *leaseLog) {
+	t.Helper()
+	env, log := newStreamEnvWithout(t, partitions, setup)
+	env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{SignalOrderInterceptor()}})
+	return env, log
+}
+
+// newStreamEnvWithout is newStreamEnv on a worker without
+// SignalOrderInterceptor.
+func newStreamEnvWithout(t *testing.T, partitions int32, setup func(env *testsuite.TestWorkflowEnvironment)) (*testsuite.TestWorkflowEnvironment, *leaseLog) {
 	t.Helper()
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
@@ -82,6 +94,9 @@ func newStreamEnv(t *testing.T, partitions int32, setup func(env *testsuite.Test
 		log.mu.Unlock()
 	})
 	env.SetOnActivityCanceledListener(func(info *activity.Info) {
+		if info.ActivityType.Name != "ConsumeLease" {
+			return // a listing cancelled with the workflow
+		}
 		log.mu.Lock()
 		log.cancelled = append(log.cancelled, 0)
 		log.mu.Unlock()
@@ -101,7 +116,7 @@ func newStreamEnv(t *testing.T, partitions int32, setup func(env *testsuite.Test
 		func(_ context.Context, in activities.LeaseInput) (activities.LeaseResult, error) {
 			return leaseResult(in, activities.LeaseEndDrained, 1), nil
 		}).Maybe()
-	env.OnActivity(sa.ConsumeLease, mock.Anything, mock.Anything).After(DefaultLeaseDuration).Return(
+	env.OnActivity(sa.ConsumeLease, mock.Anything, mock.Anything).After(ingest.DefaultLeaseDuration).Return(
 		func(_ context.Context, in activities.LeaseInput) (activities.LeaseResult, error) {
 			return leaseResult(in, activities.LeaseEndDuration, 1), nil
 		}).Maybe()
@@ -119,7 +134,7 @@ func leaseResult(in activities.LeaseInput, end string, epoch int64) activities.L
 		}
 		res.Partitions = append(res.Partitions, activities.PartitionProgress{
 			Partition: p, Epoch: epoch, Consumed: true, NextOffset: next, HighWatermark: streamHWM(p), Lag: streamHWM(p) - next,
-			Counters: store.StreamCounters{Records: next, Inserted: next},
+			Counters: ingest.Counters{Records: next, Inserted: next},
 		})
 	}
 	return res
@@ -167,7 +182,7 @@ func TestStreamDealsPartitionsAndRenewsLeases(t *testing.T) {
 	env, log := newStreamEnv(t, 7, nil)
 	var running StreamStatus
 	at(env, time.Minute, func() { running = queryStatus(t, env) })
-	at(env, 2*DefaultLeaseDuration+time.Minute, env.CancelWorkflow)
+	at(env, 2*ingest.DefaultLeaseDuration+time.Minute, env.CancelWorkflow)
 	env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic})
 	wantCancelled(t, env)
 
@@ -181,7 +196,7 @@ func TestStreamDealsPartitionsAndRenewsLeases(t *testing.T) {
 	if diff := cmp.Diff(want, first); diff != "" {
 		t.Errorf("first leases (-want +got):\n%s", diff)
 	}
-	if got := slotsOf(log.startsBetween(DefaultLeaseDuration, DefaultLeaseDuration+time.Second)); !cmp.Equal(got, []int{0, 1, 2}) {
+	if got := slotsOf(log.startsBetween(ingest.DefaultLeaseDuration, ingest.DefaultLeaseDuration+time.Second)); !cmp.Equal(got, []int{0, 1, 2}) {
 		t.Errorf("leases renewed at the end of the first: slots %v, want [0 1 2]", got)
 	}
 	if running.State != StreamRunning || running.LeaseAttempts != 3 || len(running.Partitions) != 7 || running.Lag != 100+200+300+400+500+600+700 {
@@ -338,9 +353,11 @@ func TestStreamContinueAsNewCarriesState(t *testing.T) {
 	})
 	progress := activities.LeaseProgress{Slot: 1, Partitions: []activities.PartitionProgress{{Partition: 1, Epoch: 3, Consumed: true, NextOffset: 77, HighWatermark: 200, Lag: 123}}}
 	at(env, 10*time.Second, func() { env.SignalWorkflow(SignalPause, nil) })
-	at(env, time.Minute, func() {
+	at(env, 50*time.Second, func() {
 		// Paused, so no lease runs: the continue-as-new happens in the same
 		// workflow task as these signals, and must not lose the progress.
+		// (Not at a multiple of partitionRelistInterval: the relist timer
+		// would fire first, in a workflow task of its own.)
 		env.SetContinueAsNewSuggested(true)
 		env.SignalWorkflowSkippingWorkflowTask(SignalLeaseProgress, progress)
 		env.SignalWorkflow(SignalResume, nil)
@@ -406,5 +423,220 @@ func TestStreamCarriedPauseHolds(t *testing.T) {
 	}
 	if st.State != StreamPaused || st.LeaseAttempts != 9 || len(st.Partitions) != 3 {
 		t.Errorf("status = %+v", st)
+	}
+}
+
+// TestStreamResumeCutsBackoffShort: a resume restarts a backing-off slot at
+// once and resets its failure count.
+func TestStreamResumeCutsBackoffShort(t *testing.T) {
+	env, log := newStreamEnv(t, 1, func(env *testsuite.TestWorkflowEnvironment) {
+		env.OnActivity(sa.ConsumeLease, mock.Anything, mock.Anything).Return(activities.LeaseResult{}, errors.New("kafka: broker unreachable")).Times(3)
+	})
+	var backingOff, resumed StreamStatus
+	at(env, 4*time.Second, func() { backingOff = queryStatus(t, env) })
+	at(env, 5*time.Second, func() { env.SignalWorkflow(SignalResume, nil) })
+	at(env, 6*time.Second, func() { resumed = queryStatus(t, env) })
+	at(env, time.Minute, env.CancelWorkflow)
+	env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic, Leases: 1})
+	wantCancelled(t, env)
+
+	// Fails at 0s, 1s and 3s; the retry due at 7s starts at 5s instead.
+	var got []time.Duration
+	for _, s := range log.startsBetween(0, time.Minute) {
+		got = append(got, s.At)
+	}
+	if diff := cmp.Diff([]time.Duration{0, time.Second, 3 * time.Second, 5 * time.Second}, got); diff != "" {
+		t.Errorf("lease start times (-want +got):\n%s", diff)
+	}
+	if l := backingOff.Leases[0]; l.Running || l.Failures != 3 || !l.RetryAt.Equal(streamStart.Add(7*time.Second)) {
+		t.Errorf("lease while backing off = %+v", l)
+	}
+	if l := resumed.Leases[0]; !l.Running || l.Failures != 0 || !l.RetryAt.IsZero() || resumed.LeaseFailures != 3 {
+		t.Errorf("lease after the resume = %+v, status %+v", l, resumed)
+	}
+}
+
+// TestStreamStopWhileBackingOff: a stop cancels the backoff of a failing
+// slot, and the slot drains as soon as the drain targets are known.
+func TestStreamStopWhileBackingOff(t *testing.T) {
+	env, log := newStreamEnv(t, 2, func(env *testsuite.TestWorkflowEnvironment) {
+		slot1 := mock.MatchedBy(func(in activities.LeaseInput) bool { return in.Slot == 1 && in.DrainTo == nil })
+		env.OnActivity(sa.ConsumeLease, mock.Anything, slot1).Return(activities.LeaseResult{}, errors.New("kafka: broker unreachable"))
+	})
+	at(env, 4500*time.Millisecond, func() { env.SignalWorkflow(SignalStop, nil) })
+	env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	var final StreamStatus
+	if err := env.GetWorkflowResult(&final); err != nil {
+		t.Fatal(err)
+	}
+	drains := log.startsBetween(4*time.Second, time.Hour)
+	sort.Slice(drains, func(i, j int) bool { return drains[i].Slot < drains[j].Slot })
+	want := []leaseStart{
+		{At: 4500 * time.Millisecond, Slot: 0, Drain: true, Parts: []int32{0}, To: map[int32]int64{0: 100}},
+		{At: 4500 * time.Millisecond, Slot: 1, Drain: true, Parts: []int32{1}, To: map[int32]int64{1: 200}},
+	}
+	if diff := cmp.Diff(want, drains); diff != "" {
+		t.Errorf("drain leases (-want +got):\n%s", diff)
+	}
+	// Slot 1 failed at 0s, 1s and 3s (retry due at 7s) before the stop.
+	if final.State != StreamStopped || final.LeaseFailures != 3 || final.Leases[1].LastEnd != activities.LeaseEndDrained || final.Lag != 0 {
+		t.Errorf("final status = %+v", final)
+	}
+}
+
+// signalTogether sends the signals in one workflow task, in order: every
+// one but the last is delivered without a workflow task of its own.
+func signalTogether(env *testsuite.TestWorkflowEnvironment, names ...string) {
+	progress := activities.LeaseProgress{Slot: 0, Partitions: []activities.PartitionProgress{{Partition: 0, Epoch: 1, Consumed: true, NextOffset: 5, HighWatermark: 100, Lag: 95}}}
+	for i, name := range names {
+		var arg any
+		if name == SignalLeaseProgress {
+			arg = progress
+		}
+		if i < len(names)-1 {
+			env.SignalWorkflowSkippingWorkflowTask(name, arg)
+		} else {
+			env.SignalWorkflow(name, arg)
+		}
+	}
+}
+
+// TestStreamSignalsInArrivalOrder: control signals that arrive in one
+// workflow task apply in the order they arrived, also when another signal
+// of the task (a lease's progress report) is handled first; a stop among
+// them is final.
+func TestStreamSignalsInArrivalOrder(t *testing.T) {
+	tests := []struct {
+		name    string
+		paused  bool // before the signals
+		signals []string
+		want    string
+	}{
+		{"resume, pause", true, []string{SignalResume, SignalPause}, StreamPaused},
+		{"progress, resume, pause", true, []string{SignalLeaseProgress, SignalResume, SignalPause}, StreamPaused},
+		{"pause, resume", false, []string{SignalPause, SignalResume}, StreamRunning},
+		{"progress, pause, resume", false, []string{SignalLeaseProgress, SignalPause, SignalResume}, StreamRunning},
+		{"pause, resume, pause", false, []string{SignalPause, SignalResume, SignalPause}, StreamPaused},
+		{"resume, pause, resume", true, []string{SignalResume, SignalPause, SignalResume}, StreamRunning},
+		{"pause, stop, resume", false, []string{SignalPause, SignalStop, SignalResume}, StreamStopped},
+		{"resume, pause, stop, resume", true, []string{SignalResume, SignalPause, SignalStop, SignalResume}, StreamStopped},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			env, log := newStreamEnv(t, 2, nil)
+			st := runSignalsTogether(t, env, tt.paused, tt.signals)
+			if st.State != tt.want {
+				t.Fatalf("state after %v = %s, want %s", tt.signals, st.State, tt.want)
+			}
+			wantLeases := 0
+			if tt.want == StreamRunning {
+				wantLeases = 2
+			}
+			if n := len(log.startsBetween(20*time.Second, 21*time.Second)); tt.want != StreamStopped && n != wantLeases {
+				t.Errorf("%d leases started after the signals, want %d", n, wantLeases)
+			}
+		})
+	}
+}
+
+// TestStreamSignalsWithoutInterceptorInFixedOrder: a worker without
+// SignalOrderInterceptor applies the control signals of one task in the
+// fixed order stop, pause, resume.
+func TestStreamSignalsWithoutInterceptorInFixedOrder(t *testing.T) {
+	env, _ := newStreamEnvWithout(t, 2, nil)
+	if st := runSignalsTogether(t, env, true, []string{SignalLeaseProgress, SignalResume, SignalPause}); st.State != StreamRunning {
+		t.Fatalf("state = %s, want %s (pause, then resume)", st.State, StreamRunning)
+	}
+}
+
+// runSignalsTogether runs a stream of 2 partitions on 2 leases, paused at
+// 10s when paused, sends the signals together at 20s and returns the
+// status a second later (or the final status of a stopped stream).
+func runSignalsTogether(t *testing.T, env *testsuite.TestWorkflowEnvironment, paused bool, signals []string) StreamStatus {
+	t.Helper()
+	if paused {
+		at(env, 10*time.Second, func() { env.SignalWorkflow(SignalPause, nil) })
+	}
+	at(env, 20*time.Second, func() { signalTogether(env, signals...) })
+	var st StreamStatus
+	at(env, 21*time.Second, func() { st = queryStatus(t, env) })
+	at(env, 22*time.Second, env.CancelWorkflow)
+	env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic, Leases: 2})
+	if !env.IsWorkflowCompleted() {
+		t.Fatal("workflow did not complete")
+	}
+	if err := env.GetWorkflowError(); err == nil {
+		var final StreamStatus
+		if err := env.GetWorkflowResult(&final); err != nil {
+			t.Fatal(err)
+		}
+		return final
+	} else if !temporal.IsCanceledError(err) {
+		t.Fatalf("workflow error = %v", err)
+	}
+	return st
+}
+
+// TestStreamPicksUpAddedPartitions: partitions added to the topic are dealt
+// at the next periodic listing, within partitionRelistInterval: a new slot
+// (up to Leases) starts a lease on its partition, and the lease of the
+// slot whose set grew is cancelled (it commits and ends) and restarted
+// with the new set. The status lists the new partitions.
+func TestStreamPicksUpAddedPartitions(t *testing.T) {
+	const addedAt = 40 * time.Second
+	env, log := newStreamEnv(t, 0, func(env *testsuite.TestWorkflowEnvironment) {
+		env.OnActivity(sa.ListPartitions, mock.Anything, mock.Anything).Return(
+			func(_ context.Context, in activities.ListPartitionsInput) (activities.ListPartitionsResult, error) {
+				n := int32(2)
+				if env.Now().Sub(streamStart) >= addedAt {
+					n = 4
+				}
+				var res activities.ListPartitionsResult
+				for p := range n {
+					res.Partitions = append(res.Partitions, activities.PartitionProgress{Partition: p, HighWatermark: streamHWM(p), Lag: streamHWM(p)})
+				}
+				return res, nil
+			})
+	})
+	var before, after StreamStatus
+	at(env, addedAt+time.Second, func() { before = queryStatus(t, env) })
+	at(env, 61*time.Second, func() { after = queryStatus(t, env) })
+	at(env, 62*time.Second, env.CancelWorkflow)
+	env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic, Leases: 3})
+	wantCancelled(t, env)
+
+	if len(before.Partitions) != 2 || len(before.Leases) != 2 {
+		t.Errorf("status before the listing = %+v, want 2 partitions on 2 leases", before)
+	}
+	// Listings at 0s, 30s and 60s: the one at 60s finds partitions 2 and 3.
+	restarted := log.startsBetween(time.Second, 62*time.Second)
+	sort.Slice(restarted, func(i, j int) bool { return restarted[i].Slot < restarted[j].Slot })
+	want := []leaseStart{
+		{At: time.Minute, Slot: 0, Parts: []int32{0, 3}},
+		{At: time.Minute, Slot: 2, Parts: []int32{2}},
+	}
+	if diff := cmp.Diff(want, restarted); diff != "" {
+		t.Errorf("leases started after the first (-want +got):\n%s", diff)
+	}
+	log.mu.Lock()
+	cancelled := len(log.cancelled)
+	log.mu.Unlock()
+	if cancelled != 1+3 { // slot 0 to take partition 3, then the final cancel
+		t.Errorf("%d leases cancelled, want 4", cancelled)
+	}
+	var parts []int32
+	for _, p := range after.Partitions {
+		parts = append(parts, p.Partition)
+	}
+	wantLeases := []LeaseStatus{
+		{Slot: 0, Partitions: []int32{0, 3}, Running: true, Attempts: 2, LastEnd: activities.LeaseEndCancelled},
+		{Slot: 1, Partitions: []int32{1}, Running: true, Attempts: 1},
+		{Slot: 2, Partitions: []int32{2}, Running: true, Attempts: 1},
+	}
+	if diff := cmp.Diff(wantLeases, after.Leases); diff != "" || !cmp.Equal(parts, []int32{0, 1, 2, 3}) || after.Lag != 100+200+300+400 {
+		t.Errorf("status after the listing: partitions %v, lag %d, leases (-want +got):\n%s", parts, after.Lag, diff)
 	}
 }

@@ -25,12 +25,13 @@ import (
 
 	"go.temporal.io/sdk/client"
 
-	"github.com/iot-etl/iot-etl/internal/benchutil"
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/store"
-	"github.com/iot-etl/iot-etl/internal/temporalx"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
+	"github.com/iot-etl/iot-etl/internal/adapter/temporalx"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/testsupport/benchutil"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -88,7 +89,7 @@ func run(ctx context.Context) error {
 	defer os.RemoveAll(tmp)
 	workerBin := filepath.Join(tmp, "worker")
 	if b, err := exec.Command("go", "build", "-o", workerBin, "./worker").CombinedOutput(); err != nil {
-		return fmt.Errorf("build worker: %v\n%s", err, b)
+		return fmt.Errorf("build worker: %w\n%s", err, b)
 	}
 
 	var results []Size
@@ -133,16 +134,22 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	from := to.AddDate(0, 0, -days)
 	fmt.Printf("\n%d devices x %d days: seeding...\n", devices, days)
 	seedStart := time.Now()
-	sum, err := store.Seed(ctx, stack.MySQL, stack.Locations, stack.Timescale, store.SeedOptions{Seed: 42, Devices: devices, From: from, To: to, Sim: simulate.DefaultOptions()})
+	sum, err := seeder.Run(ctx, stack.DBs, seeder.Options{Seed: 42, Devices: devices, Days: batch.Window{Start: from, End: to}, Sim: simulate.DefaultOptions()})
 	if err != nil {
 		return r, machine, err
 	}
 	r.SeedSeconds, r.Readings = time.Since(seedStart).Seconds(), sum.Readings
 
 	cfg := *stack.Cfg
-	cfg.Temporal.Address = temporalAddr
+	// The benchmark's own dev server: plain gRPC, whatever TEMPORAL_TLS_*
+	// says of the operator's cluster.
+	cfg.Temporal.Address, cfg.Temporal.TLSOn, cfg.Temporal.TLS, cfg.Temporal.APIKey = temporalAddr, false, config.TLS{}, ""
 	cfg.Temporal.BatchTaskQueue = fmt.Sprintf("bench-batch-%d", devices)
-	cfg.ExportDir = filepath.Join(tmp, fmt.Sprintf("exports-%d", devices))
+	exportDir, err := filepath.Abs(filepath.Join(tmp, fmt.Sprintf("exports-%d", devices)))
+	if err != nil {
+		return r, machine, err
+	}
+	cfg.Export.URL = "file://" + filepath.ToSlash(exportDir) // the local export store
 	cfg.LogLevel = "warn"
 	worker := exec.CommandContext(ctx, workerBin, "-queues", "batch")
 	for k, v := range cfg.Env() {
@@ -155,7 +162,7 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	}
 	defer func() { _ = worker.Process.Kill(); _ = worker.Wait() }()
 
-	tc, err := client.Dial(client.Options{HostPort: temporalAddr})
+	tc, err := temporalx.Dial(ctx, cfg.Temporal, nil)
 	if err != nil {
 		return r, machine, err
 	}

@@ -20,11 +20,12 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/iot-etl/iot-etl/internal/benchutil"
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/testsupport/benchutil"
 )
 
 // Figures are the numbers seed.json records.
@@ -94,14 +95,13 @@ func run(ctx context.Context) error {
 			fmt.Fprintln(os.Stderr, "bench/seed:", err)
 		}
 	}()
-	my, loc, ts := stack.MySQL, stack.Locations, stack.Timescale
-
-	sum, err := store.Seed(ctx, my, loc, ts, store.SeedOptions{Seed: *seed, Devices: *devices, From: from, To: to, Sim: opts, Workers: *workers})
+	span := batch.Window{Start: from, End: to}
+	sum, err := seeder.Run(ctx, stack.DBs, seeder.Options{Seed: *seed, Devices: *devices, Days: span, Sim: opts, Workers: *workers})
 	if err != nil {
 		return err
 	}
 	ckStart := time.Now()
-	if _, _, err := store.ReadingsChecksum(ctx, ts, from, to); err != nil {
+	if _, _, err := seeder.ReadingsChecksum(ctx, stack.Timescale, span); err != nil {
 		return err
 	}
 	f := Figures{
@@ -120,7 +120,7 @@ func run(ctx context.Context) error {
 	res := benchutil.Result{
 		Benchmark: "seed",
 		RanAt:     time.Now().UTC(),
-		Machine:   benchutil.Describe(ctx, ts),
+		Machine:   benchutil.Describe(ctx, stack.Timescale),
 		Figures:   f,
 		Notes: []string{
 			"readings_per_s = readings / load_seconds; the load is one transaction: TRUNCATE, one COPY fed by the generator goroutines, ground truth COPY, index rebuild",

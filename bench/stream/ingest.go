@@ -12,7 +12,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
 )
 
 // noTemporal stands in for the Temporal client of a lease run outside a
@@ -101,7 +101,7 @@ func (b *bench) ingest(ctx context.Context, ends map[int32]int64, wantRows int64
 			return Phase{}, fmt.Errorf("lease %d ended %q, want %q", r.Slot, r.End, activities.LeaseEndDrained)
 		}
 	}
-	offsets, err := store.StreamOffsets(ctx, b.ts, b.cfg.Kafka.Topic)
+	offsets, err := sink.ReadOffsets(ctx, b.ts, b.cfg.Kafka.Topic)
 	if err != nil {
 		return Phase{}, err
 	}

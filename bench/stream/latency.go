@@ -11,9 +11,10 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/producer"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/producer"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
+	"github.com/iot-etl/iot-etl/internal/testsupport/benchutil"
 )
 
 // pollEvery is the resolution of the visibility measurement.
@@ -71,7 +72,7 @@ func (o *offsetPoller) run(ctx context.Context) {
 		// The time is taken before the query: the snapshot the query reads
 		// is taken after it, so a commit it sees happened before at.
 		at := time.Now()
-		offs, err := store.StreamOffsets(ctx, o.b.ts, o.b.cfg.Kafka.Topic)
+		offs, err := sink.ReadOffsets(ctx, o.b.ts, o.b.cfg.Kafka.Topic)
 		if ctx.Err() != nil {
 			return
 		}
@@ -121,25 +122,6 @@ func (o *offsetPoller) visibleAt(p int32, offset int64) (time.Time, bool) {
 	return v[i].at, true
 }
 
-// waitFor polls cond every 50 ms until it holds or timeout passes.
-func waitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		ok, err := cond()
-		if err != nil || ok {
-			return err
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("not reached within %s", timeout)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
 // latency runs leases on the caught-up topic, publishes at a steady rate
 // with the wall clock as record timestamp, and measures how long each
 // record took to become a committed row.
@@ -147,7 +129,7 @@ func (b *bench) latency(ctx context.Context, before map[int32]int64) (Latency, e
 	o := b.opts
 	out := Latency{TargetRate: o.latencyRate, PollMS: float64(pollEvery) / float64(time.Millisecond)}
 
-	initial, err := store.StreamOffsets(ctx, b.ts, b.cfg.Kafka.Topic)
+	initial, err := sink.ReadOffsets(ctx, b.ts, b.cfg.Kafka.Topic)
 	if err != nil {
 		return out, err
 	}
@@ -167,7 +149,7 @@ func (b *bench) latency(ctx context.Context, before map[int32]int64) (Latency, e
 		leasesDone <- err
 	}()
 	// The leases are consuming once they have claimed every partition.
-	if err := waitFor(ctx, time.Minute, func() (bool, error) {
+	if err := benchutil.WaitFor(ctx, time.Minute, func() (bool, error) {
 		epochs, _, err := poller.state()
 		for p, off := range initial {
 			if epochs[p] <= off.Epoch {
@@ -204,7 +186,7 @@ func (b *bench) latency(ctx context.Context, before map[int32]int64) (Latency, e
 	if err != nil {
 		return out, err
 	}
-	caughtUp := waitFor(ctx, 2*time.Minute, func() (bool, error) {
+	caughtUp := benchutil.WaitFor(ctx, 2*time.Minute, func() (bool, error) {
 		_, committed, err := poller.state()
 		for p, end := range ends {
 			if committed[p] < end {

@@ -9,9 +9,9 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/iot-etl/iot-etl/internal/kafka"
-	"github.com/iot-etl/iot-etl/internal/producer"
-	"github.com/iot-etl/iot-etl/internal/reading"
+	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
+	"github.com/iot-etl/iot-etl/internal/adapter/producer"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
 )
 
 // produce publishes the messages with the simulator, unpaced, replaying

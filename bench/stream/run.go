@@ -20,11 +20,12 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/iot-etl/iot-etl/internal/benchutil"
-	"github.com/iot-etl/iot-etl/internal/config"
-	"github.com/iot-etl/iot-etl/internal/reading"
-	"github.com/iot-etl/iot-etl/internal/simulate"
-	"github.com/iot-etl/iot-etl/internal/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/simulate"
+	"github.com/iot-etl/iot-etl/internal/platform/config"
+	"github.com/iot-etl/iot-etl/internal/testsupport/benchutil"
 )
 
 // The targets of the stream ingest (issue: stream ETL).
@@ -191,7 +192,7 @@ func run(ctx context.Context, args []string) error {
 	my, ts := stack.MySQL, stack.Timescale
 	cfg = stack.Cfg
 	fleet := simulate.NewFleet(opts.seed, opts.devices)
-	if err := store.ReplaceDevices(ctx, my, fleet); err != nil {
+	if err := seeder.ReplaceDevices(ctx, my, fleet); err != nil {
 		return err
 	}
 	ids := make([]string, len(fleet.Devices))
@@ -204,7 +205,9 @@ func run(ctx context.Context, args []string) error {
 		return fmt.Errorf("kfake: %w", err)
 	}
 	defer cluster.Close()
-	cfg.Kafka.BootstrapServers = cluster.ListenAddrs()
+	// The benchmark's own broker speaks plain Kafka, whatever KAFKA_TLS_*
+	// and KAFKA_SASL_* say of the operator's cluster.
+	cfg.Kafka = config.Kafka{BootstrapServers: cluster.ListenAddrs(), Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions}
 
 	level := slog.LevelWarn
 	if opts.verbose {

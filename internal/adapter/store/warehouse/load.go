@@ -1,0 +1,219 @@
+package warehouse
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// DimensionChanges counts what LoadDimensions changed.
+type DimensionChanges struct {
+	NewDeviceVersions int64
+	DevicesUpdated    int64
+	LocationsUpserted int64
+}
+
+// LoadDimensions applies the staged devices and locations to the warehouse
+// in one transaction.
+//
+// dim_devices is SCD type 2 on firmware and location: a staged device whose
+// firmware or location differs from its current version closes that version
+// at the registry's updated_at and opens a new one from it. Type, model and
+// status are corrected in place on the current version (type 1). An
+// unchanged device writes nothing, so a rerun changes nothing. Nothing is
+// applied unless the run's staging marker is there (see CheckStaging).
+func (r Run) LoadDimensions(ctx context.Context) (DimensionChanges, error) {
+	var c DimensionChanges
+	err := pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
+		if err := r.checkStaging(ctx, tx); err != nil {
+			return err
+		}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO dwh.dim_locations AS l (location_id, site, building, floor, zone, latitude, longitude, timezone, updated_at, run_id)
+			SELECT location_id, site, building, floor, zone, latitude, longitude, timezone, updated_at, $2
+			FROM staging.locations WHERE run_key = $1
+			ON CONFLICT (location_id) DO UPDATE SET
+			    site = EXCLUDED.site, building = EXCLUDED.building, floor = EXCLUDED.floor, zone = EXCLUDED.zone,
+			    latitude = EXCLUDED.latitude, longitude = EXCLUDED.longitude, timezone = EXCLUDED.timezone,
+			    updated_at = EXCLUDED.updated_at, run_id = EXCLUDED.run_id
+			WHERE (l.site, l.building, l.floor, l.zone, l.latitude, l.longitude, l.timezone, l.updated_at)
+			      IS DISTINCT FROM
+			      (EXCLUDED.site, EXCLUDED.building, EXCLUDED.floor, EXCLUDED.zone, EXCLUDED.latitude, EXCLUDED.longitude, EXCLUDED.timezone, EXCLUDED.updated_at)`,
+			r.ID, r.ID)
+		if err != nil {
+			return fmt.Errorf("load dim_locations: %w", err)
+		}
+		c.LocationsUpserted = tag.RowsAffected()
+
+		// The staged devices, joined with their type.
+		const staged = `
+			SELECT d.device_id, d.type_code, t.metric, t.unit, t.valid_min, t.valid_max, d.location_id,
+			       d.model, d.firmware, d.status, d.installed_at, d.updated_at
+			FROM staging.devices d
+			JOIN staging.device_types t ON t.run_key = d.run_key AND t.code = d.type_code
+			WHERE d.run_key = $1`
+
+		// Close the current versions whose tracked attributes changed.
+		_, err = tx.Exec(ctx, `
+			UPDATE dwh.dim_devices cur SET valid_to = s.updated_at, is_current = false
+			FROM (`+staged+`) s
+			WHERE cur.device_id = s.device_id AND cur.is_current
+			  AND (cur.firmware, cur.location_id) IS DISTINCT FROM (s.firmware, s.location_id)
+			  AND s.updated_at > cur.valid_from`, r.ID)
+		if err != nil {
+			return fmt.Errorf("close dim_devices versions: %w", err)
+		}
+
+		// Correct type-1 attributes on the current versions.
+		tag, err = tx.Exec(ctx, `
+			UPDATE dwh.dim_devices cur SET device_type = s.type_code, metric = s.metric, unit = s.unit,
+			       valid_min = s.valid_min, valid_max = s.valid_max, model = s.model, status = s.status, run_id = $2
+			FROM (`+staged+`) s
+			WHERE cur.device_id = s.device_id AND cur.is_current
+			  AND (cur.device_type, cur.metric, cur.unit, cur.valid_min, cur.valid_max, cur.model, cur.status)
+			      IS DISTINCT FROM (s.type_code, s.metric, s.unit, s.valid_min, s.valid_max, s.model, s.status)`, r.ID, r.ID)
+		if err != nil {
+			return fmt.Errorf("update dim_devices: %w", err)
+		}
+		c.DevicesUpdated = tag.RowsAffected()
+
+		// Open a version for every device without a current one: new
+		// devices and those closed above. A first version starts at the
+		// installation, a later one at the registry's updated_at.
+		tag, err = tx.Exec(ctx, `
+			INSERT INTO dwh.dim_devices (device_id, device_type, metric, unit, valid_min, valid_max, location_id,
+			       model, firmware, status, installed_at, valid_from, valid_to, is_current, run_id)
+			SELECT s.device_id, s.type_code, s.metric, s.unit, s.valid_min, s.valid_max, s.location_id,
+			       s.model, s.firmware, s.status, s.installed_at,
+			       CASE WHEN EXISTS (SELECT 1 FROM dwh.dim_devices o WHERE o.device_id = s.device_id)
+			            THEN s.updated_at ELSE LEAST(s.installed_at, s.updated_at) END,
+			       NULL, true, $2
+			FROM (`+staged+`) s
+			WHERE NOT EXISTS (SELECT 1 FROM dwh.dim_devices cur WHERE cur.device_id = s.device_id AND cur.is_current)`, r.ID, r.ID)
+		if err != nil {
+			return fmt.Errorf("open dim_devices versions: %w", err)
+		}
+		c.NewDeviceVersions = tag.RowsAffected()
+		return nil
+	})
+	return c, err
+}
+
+// FactLoad counts what LoadFacts did.
+type FactLoad struct {
+	Rows    int64 // staged rows of the shard
+	Changed int64 // rows inserted or updated (identical rows are left alone)
+	Buckets int64 // hourly buckets rewritten (0 with TimescaleDB)
+}
+
+// LoadFacts upserts one shard's staged rows into the fact table and, without
+// TimescaleDB, rewrites that shard's hourly buckets touched by the window,
+// all in one transaction. It first checks the run's staging marker and
+// that staging still holds expectedRows rows (see ErrStagingLost). Rows
+// already identical in the fact
+// table are not rewritten, so run_id names the run that last changed a row
+// and a rerun of a window changes nothing.
+func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedRows int64, continuousAgg bool) (FactLoad, error) {
+	var out FactLoad
+	err := pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
+		if err := r.checkStaging(ctx, tx); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM staging.enriched WHERE run_key = $1 AND shard = $2`, r.ID, shard).Scan(&out.Rows); err != nil {
+			return err
+		}
+		if out.Rows != expectedRows {
+			return fmt.Errorf("%w: shard %d has %d staged rows, transform wrote %d", ErrStagingLost, shard, out.Rows, expectedRows)
+		}
+		cols := strings.Join(EnrichedColumns, ", ")
+		var set, cmpOld, cmpNew []string
+		for _, c := range EnrichedColumns {
+			if c == "time" || c == "device_id" {
+				continue
+			}
+			set = append(set, c+" = EXCLUDED."+c)
+			cmpOld = append(cmpOld, "f."+c)
+			cmpNew = append(cmpNew, "EXCLUDED."+c)
+		}
+		insert := `INSERT INTO dwh.fact_sensor_readings_enriched AS f (` + cols + `, run_id)
+			SELECT ` + cols + `, $3 FROM staging.enriched WHERE run_key = $1 AND shard = $2`
+		// A first load of the window (the nightly case) has nothing w.End
+		// conflict with: a plain insert skips ON CONFLICT's speculative
+		// insertion. If a row turns out w.End exist after all, the savepoint
+		// takes the upsert instead.
+		var loaded bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (
+			SELECT 1 FROM dwh.fact_sensor_readings_enriched f
+			JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id
+			WHERE f.time >= $3 AND f.time < $4)`, r.ID, shard, w.Start, w.End).Scan(&loaded); err != nil {
+			return err
+		}
+		if !loaded {
+			if _, err := tx.Exec(ctx, `SAVEPOINT first_load`); err != nil {
+				return err
+			}
+			tag, err := tx.Exec(ctx, insert, r.ID, shard, r.ID)
+			var pgErr *pgconn.PgError
+			switch {
+			case err == nil:
+				out.Changed = tag.RowsAffected()
+			case errors.As(err, &pgErr) && pgErr.Code == "23505":
+				if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT first_load`); err != nil {
+					return err
+				}
+				loaded = true
+			default:
+				return fmt.Errorf("insert facts: %w", err)
+			}
+		}
+		if loaded {
+			tag, err := tx.Exec(ctx, insert+`
+			ON CONFLICT (device_id, time) DO UPDATE SET `+strings.Join(set, ", ")+`, run_id = EXCLUDED.run_id, loaded_at = now()
+			WHERE (`+strings.Join(cmpOld, ", ")+`) IS DISTINCT FROM (`+strings.Join(cmpNew, ", ")+`)`,
+				r.ID, shard, r.ID)
+			if err != nil {
+				return fmt.Errorf("upsert facts: %w", err)
+			}
+			out.Changed = tag.RowsAffected()
+		}
+		if continuousAgg {
+			return nil
+		}
+		h := w.Hours()
+		bFrom, bTo := h.Start, h.End
+		if _, err := tx.Exec(ctx, `
+			DELETE FROM dwh.fact_hourly_agg h USING staging.devices d
+			WHERE d.run_key = $1 AND d.shard = $2 AND h.device_id = d.device_id AND h.bucket >= $3 AND h.bucket < $4`,
+			r.ID, shard, bFrom, bTo); err != nil {
+			return fmt.Errorf("refresh hourly buckets: %w", err)
+		}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO dwh.fact_hourly_agg (bucket, device_id, reading_count, value_count, mean, min, max, std, anomaly_count, mean_quality)
+			SELECT date_trunc('hour', f.time), f.device_id, count(*), count(f.value), avg(f.value), min(f.value), max(f.value),
+			       stddev_samp(f.value), count(*) FILTER (WHERE f.is_anomaly), avg(f.quality_score)
+			FROM dwh.fact_sensor_readings_enriched f
+			JOIN staging.devices d ON d.device_id = f.device_id AND d.run_key = $1 AND d.shard = $2
+			WHERE f.time >= $3 AND f.time < $4
+			GROUP BY 1, 2`, r.ID, shard, bFrom, bTo)
+		if err != nil {
+			return fmt.Errorf("refresh hourly buckets: %w", err)
+		}
+		out.Buckets = tag.RowsAffected()
+		return nil
+	})
+	return out, err
+}
+
+// RefreshContinuousAggregate refreshes dwh.fact_hourly_agg over the hourly
+// buckets that intersect w. It must run outside a transaction.
+func RefreshContinuousAggregate(ctx context.Context, ts *pgxpool.Pool, w batch.Window) error {
+	h := w.Hours()
+	_, err := ts.Exec(ctx, `CALL refresh_continuous_aggregate('dwh.fact_hourly_agg', $1::timestamptz, $2::timestamptz)`, h.Start, h.End)
+	return err
+}

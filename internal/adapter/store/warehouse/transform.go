@@ -1,0 +1,151 @@
+package warehouse
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
+)
+
+// ShardDevice is one staged device with its type and location.
+type ShardDevice struct {
+	Device   reading.Device
+	Type     reading.DeviceType
+	Location reading.Location
+}
+
+// ShardDevices returns the staged devices of one shard whose id sorts after
+// after ("" for all), in id order, with their type and location. Devices
+// whose type or location is unknown are left out: RecordRejects accounts
+// for their readings.
+func (r Run) ShardDevices(ctx context.Context, shard int, after string) ([]ShardDevice, error) {
+	rows, err := r.TS.Query(ctx, `
+		SELECT d.device_id, d.type_code, d.location_id, d.model, d.firmware, d.status, d.installed_at, d.updated_at,
+		       t.metric, t.unit, t.valid_min, t.valid_max, t.max_rate_per_min, t.expected_interval_s,
+		       l.site, l.building, l.floor, l.zone, l.latitude, l.longitude, l.timezone, l.updated_at
+		FROM staging.devices d
+		JOIN staging.device_types t ON t.run_key = d.run_key AND t.code = d.type_code
+		JOIN staging.locations l ON l.run_key = d.run_key AND l.location_id = d.location_id
+		WHERE d.run_key = $1 AND d.shard = $2 AND d.device_id > $3
+		ORDER BY d.device_id`, r.ID, shard, after)
+	if err != nil {
+		return nil, fmt.Errorf("shard %d devices: %w", shard, err)
+	}
+	var out []ShardDevice
+	var sd ShardDevice
+	var intervalS int
+	_, err = pgx.ForEachRow(rows, []any{
+		&sd.Device.ID, &sd.Device.TypeCode, &sd.Device.LocationID, &sd.Device.Model, &sd.Device.Firmware, &sd.Device.Status, &sd.Device.InstalledAt, &sd.Device.UpdatedAt,
+		&sd.Type.Metric, &sd.Type.Unit, &sd.Type.ValidMin, &sd.Type.ValidMax, &sd.Type.MaxRatePerMin, &intervalS,
+		&sd.Location.Site, &sd.Location.Building, &sd.Location.Floor, &sd.Location.Zone, &sd.Location.Latitude, &sd.Location.Longitude, &sd.Location.Timezone, &sd.Location.UpdatedAt,
+	}, func() error {
+		sd.Type.Code = sd.Device.TypeCode
+		sd.Type.ExpectedInterval = time.Duration(intervalS) * time.Second
+		sd.Location.ID = sd.Device.LocationID
+		out = append(out, sd)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("shard %d devices: %w", shard, err)
+	}
+	return out, nil
+}
+
+// EachStagedReading streams the staged readings of one device in w
+// in time order.
+func (r Run) EachStagedReading(ctx context.Context, deviceID string, w batch.Window, fn func(reading.Reading) error) error {
+	rows, err := r.TS.Query(ctx, `
+		SELECT time, value, battery, rssi FROM staging.readings
+		WHERE run_key = $1 AND device_id = $2 AND time >= $3 AND time < $4
+		ORDER BY time`, r.ID, deviceID, w.Start, w.End)
+	if err != nil {
+		return fmt.Errorf("readings of %s: %w", deviceID, err)
+	}
+	defer rows.Close()
+	rd := reading.Reading{DeviceID: deviceID}
+	var value, battery *float64
+	var rssi *int32
+	for rows.Next() {
+		if err := rows.Scan(&rd.Time, &value, &battery, &rssi); err != nil {
+			return fmt.Errorf("readings of %s: %w", deviceID, err)
+		}
+		rd.Value, rd.ValueValid = 0, value != nil
+		if value != nil {
+			rd.Value = *value
+		}
+		rd.Battery, rd.RSSI = 0, 0
+		if battery != nil {
+			rd.Battery = *battery
+		}
+		if rssi != nil {
+			rd.RSSI = *rssi
+		}
+		if err := fn(rd); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
+// EnrichedColumns are the columns of staging.enriched after run_key and
+// shard, in the order CopyEnriched writes them; the fact table has the same.
+var EnrichedColumns = []string{
+	"time", "device_id", "value", "battery", "rssi",
+	"device_type", "metric", "unit", "location_id", "site", "building", "floor", "zone",
+	"roll_count", "roll_mean", "roll_std", "roll_min", "roll_max", "zscore",
+	"is_anomaly", "anomaly_reasons", "quality_score", "quality_flags",
+}
+
+// enrichedRow renders transform output as a staging.enriched row into a
+// reused slice (pgx encodes each row before asking for the next), so a
+// batch costs its structs and nothing more.
+func enrichedRow(runID string, shard int, e *transform.Enriched, vals []any) []any {
+	var value, rollMean, rollStd, rollMin, rollMax, z any
+	if e.ValueValid {
+		value = e.Value
+	}
+	if st := e.Rolling; st.Count > 0 {
+		rollMean, rollMin, rollMax = st.Mean, st.Min, st.Max
+		if st.HasStd {
+			rollStd = st.Std
+		}
+		if st.HasZ {
+			z = st.Z
+		}
+	}
+	return append(vals[:0], runID, shard,
+		e.Time, e.DeviceID, value, e.Battery, e.RSSI,
+		e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building, e.Floor, e.Zone,
+		e.Rolling.Count, rollMean, rollStd, rollMin, rollMax, z,
+		e.Anomaly, e.Reasons, e.Quality, e.QualityFlags)
+}
+
+// ClearEnriched deletes the staged transform output of a shard for devices
+// sorting after after: what an interrupted attempt wrote past its last
+// heartbeat. It returns ErrStagingLost when the run's marker is gone: the
+// devices up to after are gone with it.
+func (r Run) ClearEnriched(ctx context.Context, shard int, after string) error {
+	return pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
+		if err := r.checkStaging(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `DELETE FROM staging.enriched WHERE run_key = $1 AND shard = $2 AND device_id > $3`, r.ID, shard, after)
+		return err
+	})
+}
+
+// CopyEnriched writes one shard's transform output to staging.enriched
+// within tx.
+func (r Run) CopyEnriched(ctx context.Context, tx pgx.Tx, shard int, rows []transform.Enriched) (int64, error) {
+	cols := append([]string{"run_key", "shard"}, EnrichedColumns...)
+	var vals []any
+	return tx.CopyFrom(ctx, pgx.Identifier{"staging", "enriched"}, cols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		vals = enrichedRow(r.ID, shard, &rows[i], vals)
+		return vals, nil
+	}))
+}
