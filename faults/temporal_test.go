@@ -5,6 +5,7 @@ package faults_test
 import (
 	"context"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -199,9 +200,14 @@ func continuedAs(ctx context.Context, tc client.Client, id, run string) (string,
 }
 
 // TestBatchTemporalCrash kills the Temporal server (kill -9) once in each
-// of the extract, transform and load phases of a batch run, as soon as the
-// progress query shows the phase, starting it again after 3 s each time. The run must complete with exactly the
-// results of an uninterrupted run of the same window.
+// of the extract, transform and load phases of a batch run, starting it
+// again after 3 s each time. The run must complete with exactly the results
+// of an uninterrupted run of the same window.
+//
+// Each phase is held open while the server is down by a lock the test takes
+// on a table only that phase needs (phaseGates): its activities are in
+// flight, blocked, when the server dies, however fast or slow the machine.
+// The lock of the next phase is taken before the current one is released.
 func TestBatchTemporalCrash(t *testing.T) {
 	t.Parallel()
 	srv := faultenv.StartTemporal(t)
@@ -214,20 +220,27 @@ func TestBatchTemporalCrash(t *testing.T) {
 	}
 	b.ClearWarehouse()
 
-	run := b.Start(workflows.BatchInput{})
 	phases := []string{workflows.PhaseExtract, workflows.PhaseTransform, workflows.PhaseLoad}
+	release := holdTable(t, b, phaseGates[phases[0]])
+	run := b.Start(workflows.BatchInput{})
 	var worst time.Duration
 	var up time.Time
 	for i, phase := range phases {
 		p := b.ProgressUntil(run, func(p workflows.Progress) bool { return batchPhaseOrder(p.Phase) >= batchPhaseOrder(phase) })
 		if p.Phase != phase {
-			t.Fatalf("crash %d: the run is in phase %s, past %s (a larger seed makes the phases longer)", i+1, p.Phase, phase)
+			t.Fatalf("crash %d: the run is in phase %s, past %s: the lock on %s did not hold it", i+1, p.Phase, phase, phaseGates[phase])
+		}
+		next := func() {}
+		if i+1 < len(phases) {
+			next = holdTable(t, b, phaseGates[phases[i+1]])
 		}
 		srv.Kill()
 		t.Logf("crash %d: Temporal killed -9 in phase %s at %d/%d", i+1, p.Phase, p.ChunksDone, p.ChunksTotal)
 		time.Sleep(batchTemporalDown)
 		srv.Restart()
 		up = time.Now()
+		release()
+		release = next
 		// Recovered: the run enters the next phase (or completes, after
 		// the last crash).
 		if i+1 < len(phases) {
@@ -264,6 +277,40 @@ func TestBatchTemporalCrash(t *testing.T) {
 	lost, dup := max(0, reference.RowsLoaded-facts), max(0, res.RowsLoaded-reference.RowsLoaded)
 	faultenv.Record(t, faultenv.Figures{Scenario: "temporal crash: batch", Faults: len(phases), Messages: res.RowsLoaded, Lost: lost, Duplicated: dup, Recovery: worst,
 		Notes: "recovery: restart until the run enters the next phase (completes, after the crash in load)"})
+}
+
+// phaseGates are the tables that hold a batch phase open while the test
+// locks them: each is read or written by that phase alone.
+var phaseGates = map[string]string{
+	workflows.PhaseExtract:   "public.sensor_readings",            // ExtractReadings reads it
+	workflows.PhaseTransform: "staging.enriched",                  // Transform writes it
+	workflows.PhaseLoad:      "dwh.fact_sensor_readings_enriched", // LoadFacts writes it
+}
+
+// holdTable locks table in ACCESS EXCLUSIVE mode, which blocks every read
+// and write of it, until the returned function (or the test's end)
+// releases it.
+func holdTable(t *testing.T, b *e2e.Batch, table string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.Stack.Timescale.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatalf("lock %s: %v", table, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if err := tx.Rollback(ctx); err != nil {
+				t.Errorf("release %s: %v", table, err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
 
 // batchPhaseOrder is the place of phase in a run without failures; the
