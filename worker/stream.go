@@ -13,6 +13,7 @@ import (
 // own Temporal client (activity.GetClient).
 func registerStream(w worker.Worker, d deps) bool {
 	w.RegisterWorkflow(workflows.StreamIngestWorkflow)
+	w.RegisterWorkflow(workflows.DLQReplayWorkflow)
 	w.RegisterActivity(&activities.Stream{
 		Timescale: d.Timescale,
 		MySQL:     d.MySQL,

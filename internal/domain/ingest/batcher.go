@@ -314,7 +314,7 @@ func (b *Batcher) deadLetter(p *partition, rec *Record, reason, detail string) {
 	p.pending.DeadLetters++
 	b.dead = append(b.dead, DeadLetter{
 		Partition: rec.Partition, Offset: rec.Offset, Key: rec.Key, Raw: rec.Value,
-		Reason: reason, Error: detail, RecordTime: rec.Timestamp,
+		Reason: reason, Error: detail, RecordTime: rec.Timestamp, Watermark: p.watermark.Time(),
 	})
 	b.echo("stream dead letter", "partition", rec.Partition, "offset", rec.Offset, "reason", reason, "error", detail)
 }

@@ -76,6 +76,9 @@ type DeadLetter struct {
 	Reason     string
 	Error      string
 	RecordTime time.Time
+	// Watermark is the partition's watermark when the record was
+	// quarantined (zero: none yet); a replay judges lateness against it.
+	Watermark time.Time
 }
 
 // OffsetAdvance is what a batch commits for one partition: the offset after

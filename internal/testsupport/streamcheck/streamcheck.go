@@ -21,10 +21,11 @@ import (
 type Expect struct {
 	// Produced is every message produced to the topic.
 	Produced int64
-	// Quarantined are the messages that must be dead letters; the raw rows
-	// are Produced minus them.
+	// Quarantined are the messages that must be dead letters still open
+	// (not closed by a replay); the raw rows are Produced minus them and
+	// minus the replayed ones whose reading was stored already.
 	Quarantined int64
-	// ByReason, when set, are the dead letters by reason.
+	// ByReason, when set, are the open dead letters by reason.
 	ByReason map[string]int64
 }
 
@@ -71,16 +72,20 @@ func Check(ctx context.Context, ts *pgxpool.Pool, cl *kgo.Client, topic string, 
 	}
 	dead := want.Quarantined
 	for reason, n := range want.ByReason {
-		if got := count(`SELECT count(*) FROM public.stream_dead_letters WHERE reason = $1`, reason); got != n {
+		if got := count(`SELECT count(*) FROM public.stream_dead_letters WHERE reason = $1 AND replayed_at IS NULL`, reason); got != n {
 			r.problem("%s dead letters = %d, want %d", reason, got, n)
 		}
 	}
-	valid := want.Produced - dead
+	// Dead letters a replay closed: their reading landed then, or was
+	// stored already.
+	replayed := count(`SELECT count(*) FROM public.stream_dead_letters WHERE replayed_at IS NOT NULL`)
+	replayedDuplicates := count(`SELECT count(*) FROM public.stream_dead_letters WHERE replay_outcome = 'duplicate'`)
+	valid := want.Produced - dead - replayedDuplicates
 	if r.Raw = count(`SELECT count(*) FROM public.sensor_readings WHERE source = 'stream'`); r.Raw != valid {
 		r.problem("raw readings = %d, want %d", r.Raw, valid)
 	}
 	r.Lost = max(0, valid-r.Raw)
-	if r.DeadLetters = count(`SELECT count(*) FROM public.stream_dead_letters`); r.DeadLetters != dead {
+	if r.DeadLetters = count(`SELECT count(*) FROM public.stream_dead_letters WHERE replayed_at IS NULL`); r.DeadLetters != dead {
 		r.problem("dead letters = %d, want %d", r.DeadLetters, dead)
 	}
 	if n := count(`SELECT coalesce(sum(reading_count), 0) FROM public.sensor_readings_stream_agg`); n != valid {
@@ -128,7 +133,9 @@ func Check(ctx context.Context, ts *pgxpool.Pool, cl *kgo.Client, topic string, 
 		r.problem("high watermarks add up to %d, want %d produced", hwmSum, want.Produced)
 	}
 	r.Duplicated = counters.Duplicates
-	wantCounters := ingest.Counters{Records: want.Produced, Inserted: valid, DeadLetters: dead, Anomalies: counters.Anomalies}
+	// The counters are the consumers': a replay's readings and dead letters
+	// are not among them.
+	wantCounters := ingest.Counters{Records: want.Produced, Inserted: valid - (replayed - replayedDuplicates), DeadLetters: dead + replayed, Anomalies: counters.Anomalies}
 	if counters != wantCounters {
 		r.problem("stream_offsets counters = %+v, want %+v", counters, wantCounters)
 	}

@@ -150,11 +150,11 @@ const mergeWindows = `ON CONFLICT (device_id, window_start) DO UPDATE SET
 		anomaly_count = a.anomaly_count + excluded.anomaly_count,
 		updated_at    = excluded.updated_at`
 
-// landSQL is the general path: insert the staged readings, ignoring those
-// already stored, and merge ONLY the newly inserted ones into the windows
-// and the anomalies. It returns, per partition, the rows inserted and how
-// many of them were flagged.
-var landSQL = `
+// landCTEs insert the staged readings, ignoring those already stored, and
+// merge ONLY the newly inserted ones (landed) into the windows and the
+// anomalies. landSQL (a batch's general path) and replaySQL (a dead-letter
+// replay) end them with what each needs to know of landed.
+var landCTEs = `
 WITH inserted AS (
 	INSERT INTO public.sensor_readings (time, device_id, value, battery, rssi, source)
 	SELECT time, device_id, value, battery, rssi, 'stream' FROM stream_stage
@@ -171,7 +171,11 @@ WITH inserted AS (
 	` + fmt.Sprintf(windowSelect, "landed", "") + `
 	` + mergeWindows + `
 )
-SELECT partition, count(*), count(*) FILTER (WHERE reasons IS NOT NULL) FROM landed GROUP BY partition`
+`
+
+// landSQL returns, per partition, the rows inserted and how many of them
+// were flagged.
+var landSQL = landCTEs + `SELECT partition, count(*), count(*) FILTER (WHERE reasons IS NOT NULL) FROM landed GROUP BY partition`
 
 // The staged part of the fast path (landDirect): windows of several readings
 // of the batch that cannot exist yet are inserted without merging; windows
@@ -188,8 +192,8 @@ var (
 // lease's epoch and the offset the lease last committed. It returns each
 // moved partition with the dead letters actually added.
 const advanceSQL = `WITH dead AS (
-	INSERT INTO public.stream_dead_letters (topic, partition, "offset", key, raw, reason, error, record_time)
-	SELECT $1, * FROM unnest($11::integer[], $12::bigint[], $13::bytea[], $14::bytea[], $15::text[], $16::text[], $17::timestamptz[])
+	INSERT INTO public.stream_dead_letters (topic, partition, "offset", key, raw, reason, error, record_time, watermark)
+	SELECT $1, * FROM unnest($11::integer[], $12::bigint[], $13::bytea[], $14::bytea[], $15::text[], $16::text[], $17::timestamptz[], $18::timestamptz[])
 	ON CONFLICT (topic, partition, "offset") DO NOTHING
 	RETURNING partition
 ), added AS (
@@ -218,21 +222,28 @@ UPDATE public.stream_offsets o SET
 // then aborts one of the transactions as deadlocked. Its batch is whole
 // and rolled back, so Commit runs it again, up to commitAttempts times.
 func (s *Sink) Commit(ctx context.Context, b *ingest.Batch) (map[int32]ingest.Counters, error) {
+	return runAgainOnConflict(ctx, func() (map[int32]ingest.Counters, error) { return s.commit(ctx, b) })
+}
+
+// runAgainOnConflict runs tx, a whole transaction, again when PostgreSQL
+// aborted it as deadlocked or by a serialization failure: it was rolled
+// back whole, so running it again is safe.
+func runAgainOnConflict[T any](ctx context.Context, tx func() (T, error)) (T, error) {
 	for attempt := 1; ; attempt++ {
-		out, err := s.commit(ctx, b)
+		out, err := tx()
 		if attempt == commitAttempts || !isTxConflict(err) {
 			return out, err
 		}
 		select {
 		case <-ctx.Done():
-			return nil, err
+			return out, err
 		case <-time.After(time.Duration(attempt) * commitBackoff):
 		}
 	}
 }
 
-// A batch aborted by a deadlock or a serialization failure runs again
-// after attempt × commitBackoff.
+// A transaction aborted by a deadlock or a serialization failure runs
+// again after attempt × commitBackoff.
 const (
 	commitAttempts = 5
 	commitBackoff  = 20 * time.Millisecond
@@ -496,15 +507,20 @@ func advanceArgs(topic string, b *ingest.Batch, landed map[int32]ingest.Counters
 	dParts, dOffs := make([]int32, m), make([]int64, m)
 	keys, raws := make([][]byte, m), make([][]byte, m)
 	reasons, errs, times := make([]string, m), make([]string, m), make([]time.Time, m)
+	dWms := make([]*time.Time, m)
 	for i, d := range b.DeadLetters {
 		dParts[i], dOffs[i], keys[i], raws[i] = d.Partition, d.Offset, d.Key, d.Raw
 		reasons[i], errs[i], times[i] = d.Reason, strings.ToValidUTF8(d.Error, "\uFFFD"), d.RecordTime
 		if raws[i] == nil {
 			raws[i] = []byte{}
 		}
+		if !d.Watermark.IsZero() {
+			wm := d.Watermark
+			dWms[i] = &wm
+		}
 	}
 	return []any{topic, parts, epochs, expected, next, wms, records, inserted, dups, anomalies,
-		dParts, dOffs, keys, raws, reasons, errs, times}
+		dParts, dOffs, keys, raws, reasons, errs, times, dWms}
 }
 
 // stageRow renders a reading for the staging table into a reused row
