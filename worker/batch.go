@@ -18,6 +18,7 @@ func registerBatch(w worker.Worker, d deps) error {
 	}
 	w.RegisterWorkflow(workflows.BatchETLWorkflow)
 	w.RegisterWorkflow(workflows.StagingSweepWorkflow)
+	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterActivity(&activities.Batch{
 		MySQL:     d.MySQL,
 		Locations: d.Locations,
