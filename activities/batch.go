@@ -13,6 +13,7 @@ import (
 
 	"github.com/iot-etl/iot-etl/internal/adapter/export"
 	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/adapter/lineage"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
 	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
@@ -31,6 +32,8 @@ type Batch struct {
 	// running (a client.Client does); nil: the sweep leaves every run
 	// whose row is open alone.
 	Temporal WorkflowLookup
+	// Lineage sends the runs' OpenLineage events; nil sends none.
+	Lineage *Lineage
 
 	// FlushRows is how many transformed rows a shard buffers before it
 	// copies them to staging; 0 means 20,000. Output is committed at the
@@ -55,7 +58,11 @@ func (b *Batch) StartRun(ctx context.Context, in StartRunInput) error {
 	if err != nil {
 		return err
 	}
-	return run.CreateStaging(ctx)
+	if err := run.CreateStaging(ctx); err != nil {
+		return err
+	}
+	b.Lineage.emit(ctx, in.Run.RunID, LineageInput{Job: JobBatch, EventType: lineage.Start})
+	return nil
 }
 
 // ResetStaging re-creates the run's staging, empty, for the generation
@@ -331,6 +338,7 @@ func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResu
 	if err != nil {
 		return FinishRunResult{}, err
 	}
+	b.Lineage.emit(ctx, in.Run.RunID, batchLineage(in, fig))
 	return FinishRunResult{FactRows: fig.FactRows, FactChecksum: fig.Checksum, DQScore: fig.DQScore,
 		Anomalies: fig.Anomalies, HourlyRows: fig.HourlyRows, Detection: detection}, nil
 }
@@ -374,4 +382,23 @@ func (b *Batch) scoreDetection(ctx context.Context, in FinishRunInput) (map[stri
 // CleanupStaging drops the run's staging partitions.
 func (b *Batch) CleanupStaging(ctx context.Context, in CleanupInput) error {
 	return b.run(in.Run).DropStaging(ctx)
+}
+
+// batchLineage is the run event of a finished run: COMPLETE, FAIL or ABORT
+// (abandoned), with what it read and wrote.
+func batchLineage(in FinishRunInput, fig warehouse.WindowFigures) LineageInput {
+	ev := LineageInput{Job: JobBatch, EventType: lineage.Complete, Error: in.Error,
+		InputRows:  map[string]int64{"mysql:devices": int64(in.Devices), "public.sensor_readings": in.Extracted},
+		OutputRows: map[string]int64{"dwh.fact_sensor_readings_enriched": fig.FactRows, "dwh.fact_hourly_agg": fig.HourlyRows}}
+	switch in.Status {
+	case batch.StatusSucceeded:
+	case batch.StatusAbandoned:
+		ev.EventType = lineage.Abort
+	default:
+		ev.EventType = lineage.Fail
+	}
+	if in.FeaturesPath != "" {
+		ev.Files = []string{in.FeaturesPath}
+	}
+	return ev
 }

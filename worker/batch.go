@@ -26,7 +26,9 @@ func registerBatch(w worker.Worker, d deps) error {
 		Export:    exportStore,
 		Params:    transform.DefaultParams(),
 		Temporal:  d.tc,
+		Lineage:   d.lineage,
 	})
+	w.RegisterActivity(d.lineage)
 	d.log.Info("feature exports", "url", d.cfg.Export.URL)
 	return nil
 }

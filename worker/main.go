@@ -26,6 +26,7 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iot-etl/iot-etl/activities"
+	"github.com/iot-etl/iot-etl/internal/adapter/lineage"
 	"github.com/iot-etl/iot-etl/internal/adapter/metrics"
 	"github.com/iot-etl/iot-etl/internal/adapter/store"
 	"github.com/iot-etl/iot-etl/internal/adapter/temporalx"
@@ -51,6 +52,7 @@ type deps struct {
 	tc  client.Client // the staging sweep asks it whether a run's workflow is running
 	*store.DBs
 	metrics *metrics.Registry
+	lineage *activities.Lineage // the OpenLineage events of both queues' jobs
 }
 
 // run serves until ctx ends. env, when not nil, replaces the process
@@ -101,7 +103,15 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 		log.Warn("search attributes not registered", "error", err)
 	}
 
-	d := deps{cfg: cfg, log: log, tc: tc, DBs: dbs}
+	emitter, err := lineage.New(cfg.Lineage, log)
+	if err != nil {
+		return err
+	}
+	d := deps{cfg: cfg, log: log, tc: tc, DBs: dbs, lineage: &activities.Lineage{Emitter: emitter, MySQL: dbs.MySQL,
+		MySQLAddr: cfg.MySQL.Addr(), MySQLDatabase: cfg.MySQL.Database, Locations: dbs.Locations, Timescale: dbs.Timescale}}
+	if emitter.Enabled() {
+		log.Info("lineage events", "url", cfg.Lineage.URL, "namespace", cfg.Lineage.Namespace)
+	}
 	health, closeMetrics, err := observe(reg, d, serveStream)
 	if err != nil {
 		return err

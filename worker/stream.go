@@ -23,5 +23,6 @@ func registerStream(w worker.Worker, d deps) bool {
 		Log:       d.log,
 		Metrics:   d.metrics.Stream,
 	})
+	w.RegisterActivity(d.lineage)
 	return true
 }

@@ -58,6 +58,26 @@ func DLQReplayWorkflow(ctx workflow.Context, in DLQReplayInput) (*DLQReplayProgr
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (DLQReplayProgress, error) { return *p, nil }); err != nil {
 		return nil, err
 	}
+	if !in.DryRun && in.Progress == nil {
+		emitLineage(ctx, activities.LineageInput{Job: activities.JobDLQReplay, EventType: activities.LineageStart})
+	}
+	res, err := replayPages(ctx, in, p)
+	if in.DryRun || workflow.IsContinueAsNewError(err) {
+		return res, err
+	}
+	if err != nil {
+		emitLineage(ctx, activities.LineageInput{Job: activities.JobDLQReplay, EventType: activities.LineageFail, Error: err.Error()})
+		return res, err
+	}
+	emitLineage(ctx, activities.LineageInput{Job: activities.JobDLQReplay, EventType: activities.LineageComplete,
+		InputRows:  map[string]int64{"public.stream_dead_letters": p.Total.DeadLetters},
+		OutputRows: map[string]int64{"public.sensor_readings": p.Total.Landed, "public.stream_anomalies": p.Total.Anomalies}})
+	return res, nil
+}
+
+// replayPages replays the pages after p.LastID into p, continuing as new
+// after replayPagesPerRun of them.
+func replayPages(ctx workflow.Context, in DLQReplayInput, p *DLQReplayProgress) (*DLQReplayProgress, error) {
 	var a *activities.Stream
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,

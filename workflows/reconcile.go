@@ -80,11 +80,13 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (*ReconcileResul
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (ReconcileResult, error) { return *res, nil }); err != nil {
 		return nil, err
 	}
+	emitLineage(ctx, activities.LineageInput{Job: activities.JobReconcile, EventType: activities.LineageStart})
 	var a *activities.Batch
 	actx := longActivity(ctx, DefaultHeartbeat)
 	for _, d := range days {
 		var day activities.ReconcileResult
 		if err := workflow.ExecuteActivity(actx, a.Reconcile, activities.ReconcileInput{From: d.Start, To: d.End, Repair: in.Repair}).Get(ctx, &day); err != nil {
+			emitLineage(ctx, activities.LineageInput{Job: activities.JobReconcile, EventType: activities.LineageFail, Error: err.Error()})
 			return nil, err
 		}
 		res.DaysDone++
@@ -95,6 +97,8 @@ func ReconcileWorkflow(ctx workflow.Context, in ReconcileInput) (*ReconcileResul
 		res.Repaired += day.Repaired
 		res.StillMismatched += day.StillMismatched
 	}
+	emitLineage(ctx, activities.LineageInput{Job: activities.JobReconcile, EventType: activities.LineageComplete,
+		OutputRows: map[string]int64{"dwh.reconciliation": res.Total(), "public.sensor_readings_stream_agg": res.Repaired}})
 	return res, nil
 }
 

@@ -34,6 +34,7 @@ type Config struct {
 	AWS       AWS      `env:", prefix=AWS_"`
 
 	Dashboard Dashboard `env:", prefix=DASHBOARD_"`
+	Lineage   Lineage   `env:", prefix=OPENLINEAGE_"`
 
 	// MetricsAddr is where the worker serves /metrics, /healthz and
 	// /readyz (host:port; an empty host is every interface, port 0 picks
@@ -42,6 +43,17 @@ type Config struct {
 
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 	LogFormat string `env:"LOG_FORMAT, default=text"`
+}
+
+// Lineage is where OpenLineage run events go: URL is http(s)://host[:port]
+// (Marquez: POST to /api/v1/lineage when the URL has no path, else to the
+// URL itself) or file:///path (one JSON event per line, appended); empty
+// sends none. Namespace is the jobs' namespace; APIKey, when set, is sent
+// as a bearer token.
+type Lineage struct {
+	URL       string `env:"URL"`
+	Namespace string `env:"NAMESPACE, default=iot-etl"`
+	APIKey    Secret `env:"API_KEY"`
 }
 
 // Dashboard is the web UI `starter dashboard` serves.
