@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -12,8 +13,8 @@ import (
 	"go.temporal.io/sdk/activity"
 
 	"github.com/iot-etl/iot-etl/internal/adapter/export"
-	"github.com/iot-etl/iot-etl/internal/adapter/store"
 	"github.com/iot-etl/iot-etl/internal/adapter/lineage"
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
 	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
@@ -401,4 +402,27 @@ func batchLineage(in FinishRunInput, fig warehouse.WindowFigures) LineageInput {
 		ev.Files = []string{in.FeaturesPath}
 	}
 	return ev
+}
+
+// CheckDQGate reads the data quality of the run's transformed output from
+// staging and checks it against the gate (batch.Gate.Check); a run that
+// breaches it is recorded as awaiting_approval with the report.
+func (b *Batch) CheckDQGate(ctx context.Context, in DQGateInput) (batch.DQReport, error) {
+	run := b.run(in.Run)
+	rep, err := run.DQReport(ctx, in.Extracted)
+	if err != nil {
+		return rep, err
+	}
+	if !in.Gate.Check(&rep) {
+		if err := run.Park(ctx, rep, "data-quality gate: "+strings.Join(rep.Breaches, "; ")); err != nil {
+			return rep, err
+		}
+	}
+	return rep, nil
+}
+
+// RecordDecision records an operator's decision at the gate in
+// dwh.etl_runs.
+func (b *Batch) RecordDecision(ctx context.Context, in DecisionInput) error {
+	return b.run(in.Run).Decide(ctx, in.Approved, in.Reason, in.At)
 }

@@ -224,3 +224,18 @@ type MarkRunInput struct {
 	Status batch.Status `json:"status"`
 	Error  string       `json:"error,omitempty"`
 }
+
+// DQGateInput asks for a run's data-quality report against its gate.
+type DQGateInput struct {
+	Run       RunRef     `json:"run"`
+	Extracted int64      `json:"extracted"`
+	Gate      batch.Gate `json:"gate"`
+}
+
+// DecisionInput is an operator's decision at the data-quality gate.
+type DecisionInput struct {
+	Run      RunRef    `json:"run"`
+	Approved bool      `json:"approved"`
+	Reason   string    `json:"reason"`
+	At       time.Time `json:"at"`
+}

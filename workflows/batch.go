@@ -22,6 +22,14 @@ const (
 	SignalRetryLoad   = "retry-load"
 	SignalRetryExport = "retry-export"
 	SignalAbandon     = "abandon"
+	// The Updates of a run: approve and reject at the data-quality gate
+	// (argument: the reason), and retry-load, retry-export and abandon
+	// (the names of the signals, which keep working) of a parked run.
+	UpdateApprove     = "approve"
+	UpdateReject      = "reject"
+	UpdateRetryLoad   = SignalRetryLoad
+	UpdateRetryExport = SignalRetryExport
+	UpdateAbandon     = SignalAbandon
 )
 
 // Batch phases, as the progress query reports them.
@@ -37,9 +45,13 @@ const (
 	// PhaseRecovering: re-creating staging that PostgreSQL lost.
 	PhaseRecovering = "recovering"
 	PhaseFinishing  = "finishing"
-	PhaseDone       = "done"
-	PhaseAbandoned  = "abandoned"
-	PhaseFailed     = "failed"
+	// PhaseAwaitingApproval: parked before Load, the output breached the
+	// data-quality gate; PhaseRejected: an operator rejected it there.
+	PhaseAwaitingApproval = "awaiting_approval"
+	PhaseRejected         = "rejected"
+	PhaseDone             = "done"
+	PhaseAbandoned        = "abandoned"
+	PhaseFailed           = "failed"
 )
 
 // Defaults of BatchInput's zero values that are about orchestration; the
@@ -102,6 +114,10 @@ type BatchInput struct {
 	// HeartbeatTimeout is how long a silent activity (a dead worker) is
 	// given before Temporal retries it elsewhere.
 	HeartbeatTimeout time.Duration `json:"heartbeat_timeout,omitempty"`
+	// Gate is the data-quality gate (BATCH_DQ_MIN, BATCH_REJECT_MAX): a
+	// run whose transformed output breaches it parks before Load in
+	// awaiting_approval until the approve or reject Update. Off when zero.
+	Gate batch.Gate `json:"gate,omitzero"`
 }
 
 // Progress is what the progress query returns.
@@ -118,6 +134,11 @@ type Progress struct {
 	// StagingRecoveries counts the times the run re-created staging that
 	// PostgreSQL lost.
 	StagingRecoveries int `json:"staging_recoveries,omitempty"`
+	// DQ is the data-quality report of the gate (when it is on), and
+	// Decision the operator's at the gate: "approved: <reason>" or
+	// "rejected: <reason>".
+	DQ       *batch.DQReport `json:"dq,omitempty"`
+	Decision string          `json:"decision,omitempty"`
 }
 
 // BatchResult summarises a finished run.
@@ -169,6 +190,12 @@ type batchRun struct {
 	unheardReruns bool // heartbeat timeouts alone do not park (changeUnheardReruns)
 	loadDone      bool // dimensions, every shard's facts and the aggregates are loaded
 	exported      bool
+
+	gatePassed bool             // the data-quality gate passed or was approved
+	decision   *gateDecision    // an approve or reject Update, until the gate takes it
+	actions    workflow.Channel // the retry and abandon Updates of a parked run
+	// actionPending: an Update in actions that park has not taken yet.
+	actionPending bool
 }
 
 // BatchETLWorkflow extracts, transforms and loads one window of readings
@@ -190,6 +217,10 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 	}
 	r.progress.Phase = PhaseStarting
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return r.progress, nil }); err != nil {
+		return nil, err
+	}
+	r.actions = workflow.NewBufferedChannel(ctx, 1)
+	if err := r.setUpdateHandlers(ctx); err != nil {
 		return nil, err
 	}
 	window, err := resolveWindow(ctx, r.in)
@@ -333,6 +364,11 @@ func (r *batchRun) phases(ctx workflow.Context) (abandoned bool, err error) {
 	if !allLoaded {
 		if err := r.transform(ctx); err != nil {
 			return false, err
+		}
+	}
+	if !r.loadDone && r.in.Gate.On() && !r.gatePassed {
+		if rejected, err := r.gate(ctx); err != nil || rejected {
+			return rejected, err
 		}
 	}
 	if !r.loadDone {

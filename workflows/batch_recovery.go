@@ -111,7 +111,7 @@ func onlyHeartbeatTimeouts(err error) bool {
 
 // park records the failure in dwh.etl_runs, then exposes it in the
 // progress query (record first: whoever sees the parked phase also finds
-// the row), and waits for p's retry signal or abandon. On abandon it
+// the row), and waits for p's retry or abandon, as a signal or an Update. On abandon it
 // finishes the run as abandoned and reports it.
 func (r *batchRun) park(ctx workflow.Context, p parking, cause error) (abandoned bool, err error) {
 	msg := Brief(cause)
@@ -127,6 +127,11 @@ func (r *batchRun) park(ctx workflow.Context, p parking, cause error) (abandoned
 	sel := workflow.NewSelector(ctx)
 	sel.AddReceive(workflow.GetSignalChannel(ctx, p.retry), func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); retry = true })
 	sel.AddReceive(workflow.GetSignalChannel(ctx, SignalAbandon), func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, &reason) })
+	sel.AddReceive(r.actions, func(c workflow.ReceiveChannel, _ bool) {
+		var a parkAction
+		c.Receive(ctx, &a)
+		retry, reason, r.actionPending = a.retry, a.reason, false
+	})
 	sel.Select(ctx)
 	if retry {
 		return false, nil

@@ -31,6 +31,7 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 	"WindowStart": enumspb.INDEXED_VALUE_TYPE_DATETIME, // batch window start
 	"RowsLoaded":  enumspb.INDEXED_VALUE_TYPE_INT,      // fact rows upserted
 	"DQScore":     enumspb.INDEXED_VALUE_TYPE_DOUBLE,   // mean quality score
+	"Phase":       enumspb.INDEXED_VALUE_TYPE_KEYWORD,  // awaiting_approval while a run waits at the data-quality gate
 }
 
 // CLIFlags renders SearchAttributes as `temporal server start-dev

@@ -8,9 +8,15 @@ const (
 	StatusRunning      Status = "running"
 	StatusLoadFailed   Status = "load_failed"   // parked: Load failed after its retries; waiting for retry-load or abandon
 	StatusExportFailed Status = "export_failed" // parked: the export failed after its attempts; waiting for retry-export or abandon
-	StatusSucceeded    Status = "succeeded"
-	StatusFailed       Status = "failed"
-	StatusAbandoned    Status = "abandoned"
+	// StatusAwaitingApproval: parked before Load, its output breached the
+	// data-quality gate; waiting for approve or reject.
+	StatusAwaitingApproval Status = "awaiting_approval"
+	StatusSucceeded        Status = "succeeded"
+	// StatusRejected: an operator rejected the run at the gate; nothing
+	// was loaded.
+	StatusRejected  Status = "rejected"
+	StatusFailed    Status = "failed"
+	StatusAbandoned Status = "abandoned"
 	// StatusTerminated: the workflow closed in Temporal (terminated, timed
 	// out) without closing its run; the staging sweep records it.
 	StatusTerminated Status = "terminated"
@@ -19,7 +25,7 @@ const (
 // OpenStatuses are the statuses of a run whose workflow has not closed
 // its run row: it is going, parked, or gone without a word (which only
 // Temporal can tell).
-var OpenStatuses = []Status{StatusRunning, StatusLoadFailed, StatusExportFailed}
+var OpenStatuses = []Status{StatusRunning, StatusLoadFailed, StatusExportFailed, StatusAwaitingApproval}
 
 // Open reports whether s is one of OpenStatuses.
 func (s Status) Open() bool {
