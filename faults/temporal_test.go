@@ -211,7 +211,12 @@ func continuedAs(ctx context.Context, tc client.Client, id, run string) (string,
 func TestBatchTemporalCrash(t *testing.T) {
 	t.Parallel()
 	srv := faultenv.StartTemporal(t)
-	b := e2e.NewBatchWith(t, e2e.BatchOptions{Temporal: srv.Addr, TC: srv.Client(), Devices: crashBatchDevices})
+	b := e2e.NewBatchWith(t, e2e.BatchOptions{Temporal: srv.Addr, TC: srv.Client(), Devices: crashBatchDevices, NoWorker: true})
+	// Enough activity slots for every extract activity at once: the
+	// readings chunks wait on the lock of the extract phase, and with the
+	// default 4 slots they could take them all before the devices and
+	// locations extracts, which would then never run.
+	b.StartWorker("-batch-activities", "12")
 	reference := b.Wait(b.Start(workflows.BatchInput{}))
 	t.Logf("reference: %d rows, %d hourly rows, phases %v ms", reference.RowsLoaded, reference.HourlyRows, reference.PhaseMillis)
 	readings := b.Count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, e2e.Window.Start, e2e.Window.End)

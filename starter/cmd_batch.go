@@ -24,6 +24,8 @@ func init() {
 	register(command{Name: "batch status", Summary: "show the progress of a batch run", Run: runBatchStatus})
 	register(command{Name: "batch retry-load", Summary: "signal a run parked in load_failed to run Load again from staging", Run: runBatchRetryLoad})
 	register(command{Name: "batch retry-export", Summary: "signal a run parked in export_failed to run the feature export again", Run: runBatchRetryExport})
+	register(command{Name: "batch approve", Summary: "approve a run awaiting approval at the data-quality gate: it loads (an Update; --reason is recorded)", Run: runBatchDecide(true)})
+	register(command{Name: "batch reject", Summary: "reject a run awaiting approval at the data-quality gate: it ends as rejected, nothing loaded (an Update; --reason is recorded)", Run: runBatchDecide(false)})
 	register(command{Name: "batch abandon", Summary: "signal a run parked in load_failed or export_failed to give up", Run: runBatchAbandon})
 }
 
@@ -66,6 +68,8 @@ func runBatchRun(ctx context.Context, app *App, args []string) error {
 	shards := fs.Int("shards", 0, "transform/load fan-out by device (default 8)")
 	chunk := fs.Duration("chunk", app.Cfg.Batch.ChunkSize, "extract fan-out by time")
 	csv := fs.Bool("csv", false, "also write features.csv")
+	dqMin := fs.Float64("dq-min", app.Cfg.Batch.DQMin, "data-quality gate: least mean quality score (0..1) before Load; 0 is off")
+	rejectMax := fs.Float64("reject-max", app.Cfg.Batch.RejectMax, "data-quality gate: largest share (0..1) of rejected readings; 0 is off")
 	wait := fs.Bool("wait", true, "wait for the run, showing progress (false: start and print the id)")
 	id := fs.String("id", "", "workflow id (default: iot-batch-<window>)")
 	if err := parse(fs, args); err != nil {
@@ -74,7 +78,11 @@ func runBatchRun(ctx context.Context, app *App, args []string) error {
 	if *validateOnly {
 		return checkAll(ctx, app, 5*time.Second)
 	}
-	in := workflows.BatchInput{TestMode: *testMode, Shards: *shards, Chunk: *chunk, Lookback: app.Cfg.Batch.Lookback, CSV: *csv}
+	in := workflows.BatchInput{TestMode: *testMode, Shards: *shards, Chunk: *chunk, Lookback: app.Cfg.Batch.Lookback, CSV: *csv,
+		Gate: batch.Gate{DQMin: *dqMin, RejectMax: *rejectMax}}
+	if err := in.Gate.Validate(); err != nil {
+		return fmt.Errorf("%w: --dq-min, --reject-max: %w", errUsage, err)
+	}
 	if in.Lookback == 0 {
 		in.Lookback = -1 // explicitly no lookback
 	}
@@ -166,11 +174,15 @@ func watchBatch(ctx context.Context, app *App, tc client.Client, run client.Work
 				continue // the first workflow task may not have run yet
 			}
 			line := progressLine(p)
-			if line != last {
-				fmt.Fprintln(app.Out, line)
-				last = line
+			if line == last {
+				continue
 			}
+			fmt.Fprintln(app.Out, line)
+			last = line
 			switch p.Phase {
+			case workflows.PhaseAwaitingApproval:
+				printDQReport(app, p)
+				fmt.Fprintf(app.Out, "  The run's output breached the data-quality gate and waits before Load. Decide with:\n    starter batch approve %s --reason \"...\"\n  or:\n    starter batch reject %s --reason \"...\"\n", run.GetID(), run.GetID())
 			case workflows.PhaseLoadFailed:
 				fmt.Fprintf(app.Out, "  Load failed and the run is parked. Fix the cause, then:\n    starter batch retry-load %s\n  or give up with:\n    starter batch abandon %s\n", run.GetID(), run.GetID())
 			case workflows.PhaseExportFailed:
@@ -301,6 +313,7 @@ func runBatchStatus(ctx context.Context, app *App, args []string) error {
 		return err
 	}
 	fmt.Fprintf(app.Out, "window [%s, %s)\n%s\n", p.Window.Start.Format(time.RFC3339), p.Window.End.Format(time.RFC3339), progressLine(p))
+	printDQReport(app, p)
 	printRunExport(ctx, app, tc, id, desc.WorkflowExecution.RunID, desc.Status == enumspb.WORKFLOW_EXECUTION_STATUS_COMPLETED)
 	return nil
 }
@@ -343,7 +356,7 @@ func runBatchRetryLoad(ctx context.Context, app *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	return signalParked(ctx, app, id, workflows.SignalRetryLoad, nil)
+	return signalParked(ctx, app, id, workflows.UpdateRetryLoad)
 }
 
 func runBatchRetryExport(ctx context.Context, app *App, args []string) error {
@@ -351,7 +364,7 @@ func runBatchRetryExport(ctx context.Context, app *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	return signalParked(ctx, app, id, workflows.SignalRetryExport, nil)
+	return signalParked(ctx, app, id, workflows.UpdateRetryExport)
 }
 
 func runBatchAbandon(ctx context.Context, app *App, args []string) error {
@@ -359,50 +372,139 @@ func runBatchAbandon(ctx context.Context, app *App, args []string) error {
 	if err != nil {
 		return err
 	}
-	return signalParked(ctx, app, id, workflows.SignalAbandon, reason)
+	return signalParked(ctx, app, id, workflows.UpdateAbandon, reason)
 }
 
-// signalParked signals a run, refusing when it is not parked where the
-// signal applies: a retry-load sent early would otherwise wait in the
-// channel and retry a future failure without anyone having looked at it.
-// retry-load needs load_failed, retry-export export_failed, abandon either.
-func signalParked(ctx context.Context, app *App, id, signal string, arg any) error {
+// signalParked sends a parked run the Update name (retry-load,
+// retry-export or abandon), which the run refuses unless it is parked
+// where name applies: retry-load needs load_failed, retry-export
+// export_failed, abandon either. It prints what had failed and the run's
+// reply. (The signals of the same names work too, from the Temporal CLI
+// or UI, but nobody is told when one is sent too early.)
+func signalParked(ctx context.Context, app *App, id, name string, args ...any) error {
 	tc, err := app.Temporal(ctx)
 	if err != nil {
 		return err
 	}
-	what, failure, err := sendParked(ctx, tc, id, signal, arg)
+	what, failure, reply, err := sendParked(ctx, tc, id, name, args...)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(app.Out, "sent %s to %s (%s failed with: %s)\n", signal, id, what, failure)
+	fmt.Fprintf(app.Out, "sent %s to %s (%s failed with: %s)\n", name, id, what, failure)
+	fmt.Fprintf(app.Out, "the run replied: %s\n", reply)
 	return nil
 }
 
-// sendParked checks that run id is parked where signal applies, sends it,
-// and returns what failed (load or export) and its error.
-func sendParked(ctx context.Context, tc client.Client, id, signal string, arg any) (what, failure string, err error) {
+// sendParked runs the Update name on the parked run id and returns what
+// had failed (load or export), its error, and the run's reply.
+func sendParked(ctx context.Context, tc client.Client, id, name string, args ...any) (what, failure, reply string, err error) {
 	p, err := queryProgress(ctx, tc, id, "")
 	if err != nil {
-		return "", "", fmt.Errorf("query %s: %w", id, err)
+		return "", "", "", fmt.Errorf("query %s: %w", id, err)
 	}
-	switch {
-	case p.Phase == workflows.PhaseLoadFailed && signal != workflows.SignalRetryExport:
+	switch p.Phase {
+	case workflows.PhaseLoadFailed:
 		what, failure = "load", p.LoadError
-	case p.Phase == workflows.PhaseExportFailed && signal != workflows.SignalRetryLoad:
+	case workflows.PhaseExportFailed:
 		what, failure = "export", p.ExportError
-	default:
-		want := map[string]string{
-			workflows.SignalRetryLoad:   workflows.PhaseLoadFailed,
-			workflows.SignalRetryExport: workflows.PhaseExportFailed,
-		}[signal]
-		if want == "" {
-			want = workflows.PhaseLoadFailed + " or " + workflows.PhaseExportFailed
+	}
+	reply, err = updateRun(ctx, tc, id, name, args...)
+	return what, failure, reply, err
+}
+
+// updateRun runs the Update name on the workflow id with args, waits for
+// the run's reply and returns it; a refusal by the run's validator is the
+// error.
+func updateRun(ctx context.Context, tc client.Client, id, name string, args ...any) (string, error) {
+	h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+		WorkflowID: id, UpdateName: name, Args: args, WaitForStage: client.WorkflowUpdateStageCompleted,
+	})
+	if err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	var reply string
+	if err := h.Get(ctx, &reply); err != nil {
+		return "", fmt.Errorf("%s: %w", name, err)
+	}
+	return reply, nil
+}
+
+// runBatchDecide approves or rejects a run awaiting approval, with the
+// approve or reject Update: the run refuses it unless it waits at the gate.
+func runBatchDecide(approve bool) func(context.Context, *App, []string) error {
+	name, update := "batch reject", workflows.UpdateReject
+	if approve {
+		name, update = "batch approve", workflows.UpdateApprove
+	}
+	return func(ctx context.Context, app *App, args []string) error {
+		fs := newFlags(app, name, "<workflow-id> --reason \"...\"")
+		reason := fs.String("reason", "", "why (required; recorded in dwh.etl_runs)")
+		if err := parse(fs, args); err != nil {
+			return err
 		}
-		return "", "", errors.New("run " + id + " is in phase " + p.Phase + ", not " + want + ": nothing to " + signal)
+		ids := fs.Args()
+		if len(ids) > 1 { // flags after the id
+			id := ids[0]
+			if err := parse(fs, ids[1:]); err != nil {
+				return err
+			}
+			ids = append([]string{id}, fs.Args()...)
+		}
+		if len(ids) != 1 || strings.TrimSpace(*reason) == "" {
+			return fmt.Errorf("%w: want exactly one workflow id and --reason", errUsage)
+		}
+		tc, err := app.Temporal(ctx)
+		if err != nil {
+			return err
+		}
+		reply, err := updateRun(ctx, tc, ids[0], update, *reason)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(app.Out, "%s %s: %s\n", update, ids[0], reply)
+		return nil
 	}
-	if err := tc.SignalWorkflow(ctx, id, "", signal, arg); err != nil {
-		return "", "", err
+}
+
+// printDQReport prints the data-quality report of a run with a gate, and
+// the decision taken on it.
+func printDQReport(app *App, p workflows.Progress) {
+	r := p.DQ
+	if r == nil {
+		return
 	}
-	return what, failure, nil
+	fmt.Fprintf(app.Out, "data quality: %d readings, DQ score %.4f, %d of %d rejected (%.4f)\n", r.Rows, r.DQScore, r.Rejects, r.Extracted, r.RejectRate)
+	for _, b := range r.Breaches {
+		fmt.Fprintf(app.Out, "  gate breached: %s\n", b)
+	}
+	for _, m := range []struct {
+		what   string
+		counts map[string]int64
+	}{{"anomaly rules", r.Rules}, {"quality flags", r.Flags}, {"reject reasons", r.RejectReasons}} {
+		if len(m.counts) == 0 {
+			continue
+		}
+		keys := make([]string, 0, len(m.counts))
+		for k := range m.counts {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s %d", k, m.counts[k])
+		}
+		fmt.Fprintf(app.Out, "  %s: %s\n", m.what, strings.Join(parts, ", "))
+	}
+	if len(r.WorstDevices) > 0 {
+		parts := make([]string, len(r.WorstDevices))
+		for i, d := range r.WorstDevices {
+			parts[i] = fmt.Sprintf("%s %.3f (%d)", d.DeviceID, d.DQScore, d.Rows)
+		}
+		fmt.Fprintf(app.Out, "  worst devices (score, readings): %s\n", strings.Join(parts, ", "))
+	}
+	if p.Decision != "" {
+		fmt.Fprintf(app.Out, "  decision: %s\n", p.Decision)
+	} else if p.Phase == workflows.PhaseAwaitingApproval {
+		fmt.Fprintln(app.Out, `  waiting for: starter batch approve|reject <workflow-id> --reason "..."`)
+	}
 }

@@ -59,7 +59,7 @@ func runScheduleCreate(ctx context.Context, app *App, args []string) error {
 		Action: &client.ScheduleWorkflowAction{
 			ID:        *id, // Temporal appends the scheduled time
 			Workflow:  workflows.BatchWorkflowName,
-			Args:      []any{workflows.BatchInput{}},
+			Args:      []any{workflows.BatchInput{Gate: app.Cfg.Batch.Gate()}},
 			TaskQueue: app.Cfg.Temporal.BatchTaskQueue,
 		},
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,

@@ -126,11 +126,15 @@ func (d *dashboard) batchAction(r *http.Request) (action, error) {
 		if err != nil {
 			return "", err
 		}
-		what, failure, err := sendParked(ctx, tc, run, signal, arg)
+		var args []any
+		if arg != nil {
+			args = append(args, arg)
+		}
+		what, failure, reply, err := sendParked(ctx, tc, run, signal, args...)
 		if err != nil {
 			return "", err
 		}
-		return fmt.Sprintf("sent %s to %s (%s had failed with: %s)", signal, run, what, failure), nil
+		return fmt.Sprintf("sent %s to %s (%s had failed with: %s); the run replied: %s", signal, run, what, failure, reply), nil
 	}}, nil
 }
 

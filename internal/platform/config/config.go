@@ -168,7 +168,16 @@ type Batch struct {
 	// batch.DefaultLookback (see domainDefaults).
 	ChunkSize time.Duration `env:"CHUNK"`
 	Lookback  time.Duration `env:"LOOKBACK"`
+	// DQMin and RejectMax are the data-quality gate (batch.Gate): a run
+	// whose transformed output has a lower mean quality score, or a
+	// larger share of rejected readings, waits before Load for approve or
+	// reject. 0 turns each off.
+	DQMin     float64 `env:"DQ_MIN, default=0"`
+	RejectMax float64 `env:"REJECT_MAX, default=0"`
 }
+
+// Gate is the data-quality gate the batch runs get.
+func (b Batch) Gate() batch.Gate { return batch.Gate{DQMin: b.DQMin, RejectMax: b.RejectMax} }
 
 // Stream tunes the stream ETL. Unset, each takes the default of
 // internal/domain/ingest (see domainDefaults).

@@ -68,6 +68,8 @@ func envValue(v reflect.Value) string {
 		return strconv.Itoa(x)
 	case bool:
 		return strconv.FormatBool(x)
+	case float64:
+		return strconv.FormatFloat(x, 'g', -1, 64)
 	}
 	panic(fmt.Sprintf("config: no environment form for %s", v.Type()))
 }

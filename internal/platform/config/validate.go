@@ -66,6 +66,9 @@ func (c *Config) Validate() error {
 	if c.Batch.Lookback < 0 {
 		errs = append(errs, fmt.Errorf("BATCH_LOOKBACK=%s: must not be negative", c.Batch.Lookback))
 	}
+	if err := c.Batch.Gate().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("BATCH_DQ_MIN=%v, BATCH_REJECT_MAX=%v: %w", c.Batch.DQMin, c.Batch.RejectMax, err))
+	}
 	if len(strings.Fields(c.Batch.ScheduleCron)) != 5 {
 		errs = append(errs, fmt.Errorf("BATCH_SCHEDULE_CRON=%q: want five cron fields, such as \"0 2 * * *\"", c.Batch.ScheduleCron))
 	}
