@@ -409,6 +409,14 @@ func sendParked(ctx context.Context, tc client.Client, id, name string, args ...
 		what, failure = "export", p.ExportError
 	}
 	reply, err = updateRun(ctx, tc, id, name, args...)
+	if err != nil && what == "" && !strings.Contains(err.Error(), "is in phase") {
+		// A run that ended refuses every Update without its validator.
+		want := map[string]string{workflows.UpdateRetryLoad: workflows.PhaseLoadFailed, workflows.UpdateRetryExport: workflows.PhaseExportFailed}[name]
+		if want == "" {
+			want = workflows.PhaseLoadFailed + " or " + workflows.PhaseExportFailed
+		}
+		err = fmt.Errorf("run %s is in phase %s, not %s: nothing to %s (%w)", id, p.Phase, want, name, err)
+	}
 	return what, failure, reply, err
 }
 
