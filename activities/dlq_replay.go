@@ -96,7 +96,7 @@ func (s *Stream) ReplayDeadLetters(ctx context.Context, in ReplayPageInput) (Rep
 	if err != nil {
 		return ReplayPageResult{}, err
 	}
-	defer snk.Close(context.WithoutCancel(ctx))
+	defer func() { _ = snk.Close(context.WithoutCancel(ctx)) }()
 	params := s.Params
 	if params == (transform.Params{}) {
 		params = transform.DefaultParams()

@@ -59,8 +59,8 @@ func TestFlagReplayed(t *testing.T) {
 	for i := range 40 {
 		stored = append(stored, reading.Reading{DeviceID: dev.Device.ID, Time: t0.Add(time.Duration(i) * time.Minute), Value: 20 + float64(i%2)*0.1, ValueValid: true, Battery: 90})
 	}
-	at := func(min int, v float64) ingest.Reading {
-		return ingest.Reading{Partition: 1, Offset: int64(min), Reading: reading.Reading{DeviceID: dev.Device.ID, Time: t0.Add(time.Duration(min)*time.Minute + 30*time.Second), Value: v, ValueValid: true, Battery: 90}}
+	at := func(minute int, v float64) ingest.Reading {
+		return ingest.Reading{Partition: 1, Offset: int64(minute), Reading: reading.Reading{DeviceID: dev.Device.ID, Time: t0.Add(time.Duration(minute)*time.Minute + 30*time.Second), Value: v, ValueValid: true, Battery: 90}}
 	}
 	dup := at(10, 99)
 	dup.Time = stored[10].Time
