@@ -22,11 +22,11 @@ import (
 func init() {
 	register(command{Name: "batch run", Summary: "run the batch ETL for a window (default: yesterday, UTC), showing live progress", Run: runBatchRun})
 	register(command{Name: "batch status", Summary: "show the progress of a batch run", Run: runBatchStatus})
-	register(command{Name: "batch retry-load", Summary: "signal a run parked in load_failed to run Load again from staging", Run: runBatchRetryLoad})
-	register(command{Name: "batch retry-export", Summary: "signal a run parked in export_failed to run the feature export again", Run: runBatchRetryExport})
+	register(command{Name: "batch retry-load", Summary: "a run parked in load_failed runs Load again from staging (an Update; refused unless parked there)", Run: runBatchRetryLoad})
+	register(command{Name: "batch retry-export", Summary: "a run parked in export_failed runs the feature export again (an Update; refused unless parked there)", Run: runBatchRetryExport})
 	register(command{Name: "batch approve", Summary: "approve a run awaiting approval at the data-quality gate: it loads (an Update; --reason is recorded)", Run: runBatchDecide(true)})
 	register(command{Name: "batch reject", Summary: "reject a run awaiting approval at the data-quality gate: it ends as rejected, nothing loaded (an Update; --reason is recorded)", Run: runBatchDecide(false)})
-	register(command{Name: "batch abandon", Summary: "signal a run parked in load_failed or export_failed to give up", Run: runBatchAbandon})
+	register(command{Name: "batch abandon", Summary: "a run parked in load_failed or export_failed gives up (an Update; --reason is recorded)", Run: runBatchAbandon})
 }
 
 // parseDay accepts 2006-01-02 or RFC 3339.

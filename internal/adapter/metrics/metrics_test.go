@@ -99,12 +99,13 @@ iotetl_stream_lag_seconds{partition="0",topic="metrics-topic"} 90
 # TYPE iotetl_source_up gauge
 iotetl_source_up{source="kafka"} 1
 iotetl_source_up{source="timescale"} 1
-# HELP iotetl_batch_runs Batch runs recorded in dwh.etl_runs, by current status (running, load_failed, export_failed, succeeded, failed, abandoned, terminated).
+# HELP iotetl_batch_runs Batch runs recorded in dwh.etl_runs, by current status (running, load_failed, export_failed, awaiting_approval, succeeded, failed, abandoned, rejected, terminated).
 # TYPE iotetl_batch_runs gauge
 iotetl_batch_runs{status="load_failed"} 1
 iotetl_batch_runs{status="succeeded"} 2
-# HELP iotetl_batch_parked_runs Batch runs parked in load_failed or export_failed, waiting for an operator's retry or abandon signal.
+# HELP iotetl_batch_parked_runs Batch runs parked in load_failed, export_failed or awaiting_approval, waiting for an operator's retry, abandon, approve or reject.
 # TYPE iotetl_batch_parked_runs gauge
+iotetl_batch_parked_runs{status="awaiting_approval"} 0
 iotetl_batch_parked_runs{status="export_failed"} 0
 iotetl_batch_parked_runs{status="load_failed"} 1
 # HELP iotetl_batch_rows_loaded_total Fact rows loaded by all successful batch runs.

@@ -54,8 +54,8 @@ var (
 	descState       = desc("stream_state", "1 for the stream workflow's current state (running, paused, stopping, stopped), 0 for the others.", "topic", "state")
 	descPaused      = desc("stream_paused", "1 while the stream workflow is paused, else 0.", "topic")
 
-	descRuns          = desc("batch_runs", "Batch runs recorded in dwh.etl_runs, by current status (running, load_failed, export_failed, succeeded, failed, abandoned, terminated).", "status")
-	descParked        = desc("batch_parked_runs", "Batch runs parked in load_failed or export_failed, waiting for an operator's retry or abandon signal.", "status")
+	descRuns          = desc("batch_runs", "Batch runs recorded in dwh.etl_runs, by current status (running, load_failed, export_failed, awaiting_approval, succeeded, failed, abandoned, rejected, terminated).", "status")
+	descParked        = desc("batch_parked_runs", "Batch runs parked in load_failed, export_failed or awaiting_approval, waiting for an operator's retry, abandon, approve or reject.", "status")
 	descLastSuccess   = desc("batch_last_success_timestamp_seconds", "When the latest successful batch run finished (Unix time).")
 	descLastWindowEnd = desc("batch_last_success_window_end_timestamp_seconds", "The end of the window of the latest successful batch run (Unix time): the data is loaded up to there.")
 	descRowsTotal     = desc("batch_rows_loaded_total", "Fact rows loaded by all successful batch runs.")
@@ -180,7 +180,7 @@ func (p *Pipeline) collectStream(ctx context.Context, ch chan<- prometheus.Metri
 }
 
 // parkedStatuses are the statuses of a run waiting for an operator.
-var parkedStatuses = []string{"load_failed", "export_failed"}
+var parkedStatuses = []string{"load_failed", "export_failed", "awaiting_approval"}
 
 // collectBatch sends the runs by status and the latest successful run's
 // figures.
