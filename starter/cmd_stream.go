@@ -97,8 +97,9 @@ func runStreamStart(ctx context.Context, app *App, args []string) error {
 func runStreamSignal(signal string) func(ctx context.Context, app *App, args []string) error {
 	return func(ctx context.Context, app *App, args []string) error {
 		name := "stream " + signal
-		fs := newFlags(app, name, "[--topic T]")
+		fs := newFlags(app, name, "[--topic T] [--no-wait]")
 		topic := fs.String("topic", app.Cfg.Kafka.Topic, "Kafka topic of the stream")
+		noWait := fs.Bool("no-wait", false, "send the signal and return at once, without waiting for it to take effect")
 		if err := parse(fs, args); err != nil {
 			return err
 		}
@@ -107,21 +108,37 @@ func runStreamSignal(signal string) func(ctx context.Context, app *App, args []s
 			return err
 		}
 		id := workflows.StreamWorkflowID(*topic)
-		if err := tc.SignalWorkflow(ctx, id, "", signal, nil); err != nil {
+		notRunning := func(err error) error {
 			var nf *serviceerror.NotFound
-			if errors.As(err, &nf) {
+			if errors.As(err, &nf) || strings.Contains(err.Error(), "already completed") {
 				return fmt.Errorf("no running stream %s: start it with starter stream start", id)
 			}
-			return fmt.Errorf("signal %s to %s: %w", signal, id, err)
+			return fmt.Errorf("%s %s: %w", signal, id, err)
 		}
-		switch signal {
-		case workflows.SignalPause:
-			fmt.Fprintf(app.Out, "sent pause to %s: the leases commit their open batch and stop fetching\n", id)
-		case workflows.SignalResume:
-			fmt.Fprintf(app.Out, "sent resume to %s: leases start again from the committed offsets\n", id)
-		case workflows.SignalStop:
-			fmt.Fprintf(app.Out, "sent stop to %s: it drains every partition up to its current end, then completes\n", id)
+		if *noWait {
+			if err := tc.SignalWorkflow(ctx, id, "", signal, nil); err != nil {
+				return notRunning(err)
+			}
+			fmt.Fprintf(app.Out, "sent %s to %s\n", signal, id)
+			return nil
 		}
+		// The Update answers once it took effect: pause when every lease
+		// stopped and committed, resume when the leases run, stop when
+		// every partition is drained.
+		h, err := tc.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{WorkflowID: id, UpdateName: signal, WaitForStage: client.WorkflowUpdateStageCompleted})
+		if err != nil {
+			return notRunning(err)
+		}
+		var rep workflows.ControlReply
+		if err := h.Get(ctx, &rep); err != nil {
+			return notRunning(err)
+		}
+		fmt.Fprintf(app.Out, "%s %s: %s; %s\n", signal, id, rep.State, rep.Message)
+		parts := make([]string, len(rep.Offsets))
+		for i, o := range rep.Offsets {
+			parts[i] = fmt.Sprintf("%d=%d", o.Partition, o.NextOffset)
+		}
+		fmt.Fprintf(app.Out, "committed offsets (partition=next offset): %s\n", strings.Join(parts, " "))
 		return nil
 	}
 }

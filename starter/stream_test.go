@@ -205,8 +205,19 @@ func TestStreamCommands(t *testing.T) {
 		t.Errorf("dlq ls --reason bogus: exit %d, %q", code, errOut)
 	}
 
-	if out := c.run("stream", "pause"); out != "sent pause to "+c.id()+": the leases commit their open batch and stop fetching\n" {
-		t.Errorf("pause: %q", out)
+	// The pause answers once every lease stopped, with the offsets it
+	// paused at: those committed.
+	out = c.run("stream", "pause")
+	committed := c.count(`SELECT sum(next_offset) FROM public.stream_offsets`)
+	var sum int64
+	for _, f := range strings.Fields(strings.TrimPrefix(lineWith(out, "committed offsets"), "committed offsets (partition=next offset): ")) {
+		var p, n int64
+		if _, err := fmt.Sscanf(f, "%d=%d", &p, &n); err == nil {
+			sum += n
+		}
+	}
+	if !strings.HasPrefix(out, "pause "+c.id()+": paused; every lease stopped after committing its open batch") || sum != committed || committed == 0 {
+		t.Errorf("pause: %q; want the offsets committed, which add up to %d", out, committed)
 	}
 	c.until(`: paused`, "stream", "status")
 	paused := c.until(`(?s)LEASE.*\n0 .* idle .*\n1 .* idle `, "stream", "status")
@@ -271,4 +282,14 @@ func TestStreamTestModeWritesNothing(t *testing.T) {
 	if n := c.count(`SELECT count(*) FROM public.stream_offsets`); n != 0 {
 		t.Errorf("test mode wrote %d offsets", n)
 	}
+}
+
+// lineWith is the first line of out containing s.
+func lineWith(out, s string) string {
+	for line := range strings.SplitSeq(out, "\n") {
+		if strings.Contains(line, s) {
+			return line
+		}
+	}
+	return ""
 }

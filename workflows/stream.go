@@ -161,6 +161,12 @@ type streamRun struct {
 	// record of that order (nil without SignalOrderInterceptor).
 	inArrivalOrder bool
 	arrivals       *signalArrivals
+
+	// wake wakes the main loop after a control Update changed the state
+	// machine; ending is set once the run ends or continues as new, which
+	// the Update handlers waiting for their effect then report.
+	wake   workflow.Channel
+	ending bool
 }
 
 // slotHandles are the running lease or backoff timer of a slot.
@@ -195,6 +201,10 @@ func StreamIngestWorkflow(ctx workflow.Context, in StreamInput) (*StreamStatus, 
 		r.m.RelistEvery = partitionRelistInterval
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (StreamStatus, error) { return r.status(), nil }); err != nil {
+		return nil, err
+	}
+	r.wake = workflow.NewBufferedChannel(ctx, 1)
+	if err := r.setControlUpdates(ctx); err != nil {
 		return nil, err
 	}
 	workflow.GetLogger(ctx).Info("stream started", "topic", r.in.Topic, "leases", r.in.Leases, "paused", r.m.pausedFlag(),
@@ -265,6 +275,7 @@ func (r *streamRun) loop(ctx workflow.Context) (*StreamStatus, error) {
 			sel.AddReceive(r.sig.pause, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.on(ctx, pauseSignal{}) })
 			sel.AddReceive(r.sig.resume, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil); r.on(ctx, resumeSignal{}) })
 		}
+		sel.AddReceive(r.wake, func(c workflow.ReceiveChannel, _ bool) { c.Receive(ctx, nil) })
 		sel.AddReceive(r.sig.progress, func(c workflow.ReceiveChannel, _ bool) {
 			var p activities.LeaseProgress
 			c.Receive(ctx, &p)
@@ -365,8 +376,13 @@ func (r *streamRun) leaseInput(c command) activities.LeaseInput {
 	}
 }
 
-// end ends the run as the final command says.
+// end ends the run as the final command says, once the control Updates
+// in progress have answered.
 func (r *streamRun) end(ctx workflow.Context, final commandKind) (*StreamStatus, error) {
+	r.ending = true
+	if ctx.Err() == nil {
+		_ = workflow.Await(ctx, func() bool { return workflow.AllHandlersFinished(ctx) })
+	}
 	switch final {
 	case cmdComplete:
 		status := r.status()
