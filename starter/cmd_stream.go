@@ -214,8 +214,8 @@ func runStreamStatus(ctx context.Context, app *App, args []string) error {
 	for {
 		st, err := queryStreamStatus(ctx, tc, id)
 		switch {
-		case err != nil && ctx.Err() != nil:
-			return nil // Ctrl-C while querying
+		case err != nil && (ctx.Err() != nil || ending(ctx)):
+			return nil // Ctrl-C (or the caller's deadline) while querying
 		case err != nil:
 			var nf *serviceerror.NotFound
 			if errors.As(err, &nf) {
@@ -427,4 +427,12 @@ func dash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// ending reports whether ctx ends within a second: the server may answer a
+// call whose deadline it carries with DeadlineExceeded a little before ctx
+// itself is done.
+func ending(ctx context.Context) bool {
+	dl, ok := ctx.Deadline()
+	return ok && time.Until(dl) < time.Second
 }
