@@ -62,7 +62,9 @@ func (r *streamRun) setControlUpdates(ctx workflow.Context) error {
 				}
 			},
 			func() bool { return r.m.Phase != phasePaused || r.leasesIdle() },
-			func() string { return "every lease stopped after committing its open batch; these offsets are where resume starts" }},
+			func() string {
+				return "every lease stopped after committing its open batch; these offsets are where resume starts"
+			}},
 		{UpdateResume,
 			func() error {
 				if r.m.Phase != phasePaused {
@@ -91,7 +93,9 @@ func (r *streamRun) setControlUpdates(ctx workflow.Context) error {
 				}
 			},
 			func() bool { return r.m.Phase == phaseStopped },
-			func() string { return "every partition drained to the end it had when stop arrived; the stream completed" }},
+			func() string {
+				return "every partition drained to the end it had when stop arrived; the stream completed"
+			}},
 	}
 	for _, c := range controls {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, c.name,
