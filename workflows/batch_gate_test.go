@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ func (u *updateCallbacks) Complete(v any, e error) { u.reply, _ = v.(string); u.
 
 // gateEnv is a batch environment whose gate check reports a DQ score of
 // 0.9 (the gate asks for 0.95) and records the decision.
-func gateEnv(t *testing.T, decided *activities.DecisionInput, loads *int) *testsuite.TestWorkflowEnvironment {
+func gateEnv(t *testing.T, decided *activities.DecisionInput, loads *atomic.Int64) *testsuite.TestWorkflowEnvironment {
 	return newBatchEnv(t, func(env *testsuite.TestWorkflowEnvironment) {
 		env.OnActivity(a.CheckDQGate, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.DQGateInput) (batch.DQReport, error) {
 			rep := batch.DQReport{Rows: 100, DQScore: 0.9, Extracted: 100, Rules: map[string]int64{"zscore": 3},
@@ -43,7 +44,7 @@ func gateEnv(t *testing.T, decided *activities.DecisionInput, loads *int) *tests
 		})
 		env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in activities.LoadFactsInput) (activities.LoadFactsResult, error) {
-				*loads++
+				loads.Add(1) // shards load in parallel
 				return activities.LoadFactsResult{Rows: in.ExpectedRows}, nil
 			})
 	})
@@ -54,7 +55,7 @@ func gateEnv(t *testing.T, decided *activities.DecisionInput, loads *int) *tests
 // reason too; the approve at the gate loads it.
 func TestGateApprove(t *testing.T) {
 	var decided activities.DecisionInput
-	loads := 0
+	var loads atomic.Int64
 	env := gateEnv(t, &decided, &loads)
 	var early, noReason, ok, again updateCallbacks
 	var parked Progress
@@ -86,8 +87,8 @@ func TestGateApprove(t *testing.T) {
 		parked.DQ.WorstDevices[0].DeviceID != "TEMP-001" || parked.DQ.Rules["zscore"] != 3 {
 		t.Errorf("progress while parked: %+v (dq %+v)", parked, parked.DQ)
 	}
-	if got.Status != batch.StatusSucceeded || loads != 2 || !decided.Approved || decided.Reason != "sensor recalibrated, known" {
-		t.Errorf("after approve: %s, %d shard loads, decision %+v", got.Status, loads, decided)
+	if got.Status != batch.StatusSucceeded || loads.Load() != 2 || !decided.Approved || decided.Reason != "sensor recalibrated, known" {
+		t.Errorf("after approve: %s, %d shard loads, decision %+v", got.Status, loads.Load(), decided)
 	}
 }
 
@@ -95,7 +96,7 @@ func TestGateApprove(t *testing.T) {
 // a run within the gate never parks.
 func TestGateReject(t *testing.T) {
 	var decided activities.DecisionInput
-	loads := 0
+	var loads atomic.Int64
 	env := gateEnv(t, &decided, &loads)
 	var rej updateCallbacks
 	env.RegisterDelayedCallback(func() { env.UpdateWorkflow(UpdateReject, "rej", &rej, "upstream outage") }, time.Hour)
@@ -104,27 +105,28 @@ func TestGateReject(t *testing.T) {
 	if rej.rejected != nil || !strings.HasPrefix(rej.reply, "rejected:") {
 		t.Errorf("reject: refused %v, reply %q", rej.rejected, rej.reply)
 	}
-	if got.Status != batch.StatusRejected || loads != 0 || decided.Approved || decided.Reason != "upstream outage" {
-		t.Errorf("after reject: %s, %d loads, decision %+v", got.Status, loads, decided)
+	if got.Status != batch.StatusRejected || loads.Load() != 0 || decided.Approved || decided.Reason != "upstream outage" {
+		t.Errorf("after reject: %s, %d loads, decision %+v", got.Status, loads.Load(), decided)
 	}
 
-	decided, loads = activities.DecisionInput{}, 0
+	decided = activities.DecisionInput{}
+	loads.Store(0)
 	env = gateEnv(t, &decided, &loads)
 	env.ExecuteWorkflow(BatchETLWorkflow, BatchInput{WindowStart: nov20, WindowEnd: nov21, Shards: 2, Gate: batch.Gate{DQMin: 0.8}})
-	if got := result(t, env); got.Status != batch.StatusSucceeded || loads != 2 || decided.Reason != "" {
-		t.Errorf("within the gate: %s, %d loads, decision %+v", got.Status, loads, decided)
+	if got := result(t, env); got.Status != batch.StatusSucceeded || loads.Load() != 2 || decided.Reason != "" {
+		t.Errorf("within the gate: %s, %d loads, decision %+v", got.Status, loads.Load(), decided)
 	}
 }
 
 // TestRetryLoadUpdate: the retry-load Update is refused while the run is
 // not parked and runs Load again when it is, with a reply saying so.
 func TestRetryLoadUpdate(t *testing.T) {
-	failures := 1
+	var failures atomic.Int64
+	failures.Store(1)
 	env := newBatchEnv(t, func(env *testsuite.TestWorkflowEnvironment) {
 		env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
 			func(_ context.Context, in activities.LoadFactsInput) (activities.LoadFactsResult, error) {
-				if in.Shard == 0 && failures > 0 {
-					failures--
+				if in.Shard == 0 && failures.Add(-1) >= 0 {
 					return activities.LoadFactsResult{}, temporal.NewNonRetryableApplicationError("check constraint violated", "InvalidData", nil)
 				}
 				return activities.LoadFactsResult{Rows: in.ExpectedRows}, nil
