@@ -35,6 +35,9 @@ type Batch struct {
 	Temporal WorkflowLookup
 	// Lineage sends the runs' OpenLineage events; nil sends none.
 	Lineage *Lineage
+	// ModelPath is the anomaly model file ScoreAnomalies scores with
+	// (MODEL_PATH); empty means the active model of dwh.anomaly_models.
+	ModelPath string
 
 	// FlushRows is how many transformed rows a shard buffers before it
 	// copies them to staging; 0 means 20,000. Output is committed at the

@@ -31,6 +31,11 @@ const (
 	ErrTypeInvalidInput = "InvalidInput"
 	// ErrTypeLeaseFenced: a newer consumer lease owns the partition.
 	ErrTypeLeaseFenced = "LeaseFenced"
+	// ErrTypeModelRefused: the anomaly model cannot score the features
+	// (its feature schema differs from dwh.ml_features', or MODEL_PATH is
+	// not a model). The batch records it and finishes: the run's data is
+	// loaded and exported.
+	ErrTypeModelRefused = "ModelRefused"
 )
 
 // Classify turns an activity's failure into what Temporal should do with

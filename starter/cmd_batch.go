@@ -240,6 +240,13 @@ func printBatchSummary(app *App, r *workflows.BatchResult) {
 			fmt.Fprintf(tw, "features %s\t%s (%d bytes, sha256 %s)\n", f.Format, f.URL, f.Bytes, f.SHA256)
 		}
 	}
+	switch sc := r.Scoring; {
+	case r.ScoringError != "":
+		fmt.Fprintf(tw, "anomaly model\tnot scored: %s\n", r.ScoringError)
+	case sc.Model != "":
+		fmt.Fprintf(tw, "anomaly model\t%s (%s): %d device-hours scored; flagged by the model %d, by the rules %d, by both %d\n",
+			sc.Model, sc.Source, sc.Hours, sc.ModelFlagged, sc.RuleFlagged, sc.BothFlagged)
+	}
 	fmt.Fprintf(tw, "load attempts\t%d\n", r.LoadAttempts)
 	if r.ExportAttempts > 1 {
 		fmt.Fprintf(tw, "export attempts\t%d\n", r.ExportAttempts)

@@ -27,6 +27,7 @@ type batchRunView struct {
 	Rows, Rejects          int64
 	DQ                     string
 	Phases                 string // "extract 1.2s · transform 3.4s · ..."
+	Model                  string // the model's flagged hours beside the rules', "–" when not scored
 	Error                  string
 	Parked                 bool
 	Retry, RetryLabel      string // the signal that runs the parked phase again
@@ -39,9 +40,15 @@ func recentRuns(ctx context.Context, app *App, limit int) ([]batchRunView, error
 	if err != nil {
 		return nil, err
 	}
-	rows, err := ts.Query(ctx, `SELECT run_id, workflow_id, status, window_start, window_end, started_at, finished_at,
-		rows_loaded, rejects, dq_score, phase_ms, coalesce(error, '')
-		FROM dwh.etl_runs ORDER BY started_at DESC LIMIT $1`, limit)
+	rows, err := ts.Query(ctx, `SELECT r.run_id, r.workflow_id, r.status, r.window_start, r.window_end, r.started_at, r.finished_at,
+		r.rows_loaded, r.rejects, r.dq_score, r.phase_ms, coalesce(r.error, ''),
+		coalesce(p.model, ''), p.hours, p.model_flagged, p.rule_flagged, p.both_flagged
+		FROM dwh.etl_runs r
+		LEFT JOIN LATERAL (
+			SELECT min(model_version) AS model, count(*) AS hours, count(*) FILTER (WHERE flagged) AS model_flagged,
+			       count(*) FILTER (WHERE rule_anomalies > 0) AS rule_flagged, count(*) FILTER (WHERE flagged AND rule_anomalies > 0) AS both_flagged
+			FROM dwh.anomaly_predictions WHERE run_id = r.run_id) p ON true
+		ORDER BY r.started_at DESC LIMIT $1`, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -53,8 +60,15 @@ func recentRuns(ctx context.Context, app *App, limit int) ([]batchRunView, error
 		var finished *time.Time
 		var dq *float64
 		var phases []byte
-		if err := rows.Scan(&v.RunID, &v.WorkflowID, &v.Status, &from, &to, &v.Started, &finished, &v.Rows, &v.Rejects, &dq, &phases, &v.Error); err != nil {
+		var model string
+		var hours, modelFlagged, ruleFlagged, bothFlagged int64
+		if err := rows.Scan(&v.RunID, &v.WorkflowID, &v.Status, &from, &to, &v.Started, &finished, &v.Rows, &v.Rejects, &dq, &phases, &v.Error,
+			&model, &hours, &modelFlagged, &ruleFlagged, &bothFlagged); err != nil {
 			return nil, err
+		}
+		v.Model = "–"
+		if hours > 0 {
+			v.Model = fmt.Sprintf("%s: %d of %d h flagged by the model, %d by the rules, %d by both", model, modelFlagged, hours, ruleFlagged, bothFlagged)
 		}
 		v.URL = runURL(app, v.WorkflowID, v.RunID)
 		v.Window = from.UTC().Format("2006-01-02 15:04") + " – " + to.UTC().Format("2006-01-02 15:04")

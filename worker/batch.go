@@ -27,6 +27,7 @@ func registerBatch(w worker.Worker, d deps) error {
 		Params:    transform.DefaultParams(),
 		Temporal:  d.tc,
 		Lineage:   d.lineage,
+		ModelPath: d.cfg.ModelPath,
 	})
 	w.RegisterActivity(d.lineage)
 	d.log.Info("feature exports", "url", d.cfg.Export.URL)

@@ -87,6 +87,9 @@ const (
 	// changeUnheardReruns: a load or export that only timed out on its
 	// heartbeat runs again by itself before the run parks.
 	changeUnheardReruns = "unheard-reruns"
+	// changeScoreAnomalies: after the export, the anomaly model scores the
+	// run's device-hours (ScoreAnomalies).
+	changeScoreAnomalies = "score-anomalies"
 )
 
 // BatchInput is the single input of BatchETLWorkflow. Zero values mean the
@@ -157,8 +160,13 @@ type BatchResult struct {
 	HourlyRows   int64                                `json:"hourly_rows"`
 	Features     activities.ExportFeaturesResult      `json:"features"`
 	Detection    map[string]activities.DetectionScore `json:"detection,omitempty"`
-	PhaseMillis  map[string]int64                     `json:"phase_ms"`
-	LoadAttempts int                                  `json:"load_attempts"`
+	// Scoring is what the anomaly model did (docs/ML.md): empty Model
+	// when there was none; ScoringError when it was refused or failed,
+	// which does not fail the run.
+	Scoring      activities.ScoreResult `json:"scoring"`
+	ScoringError string                 `json:"scoring_error,omitempty"`
+	PhaseMillis  map[string]int64       `json:"phase_ms"`
+	LoadAttempts int                    `json:"load_attempts"`
 	// ExportAttempts counts the export runs (each of up to
 	// ExportMaxAttempts activity attempts): 1 unless it parked.
 	ExportAttempts    int `json:"export_attempts,omitempty"`
@@ -188,6 +196,8 @@ type batchRun struct {
 	recovery      bool // lost staging is re-created (changeStagingRecovery)
 	exportParks   bool // a failed export parks the run (changeExportParks)
 	unheardReruns bool // heartbeat timeouts alone do not park (changeUnheardReruns)
+	scores        bool // the model scores the run after the export (changeScoreAnomalies)
+	scored        bool
 	loadDone      bool // dimensions, every shard's facts and the aggregates are loaded
 	exported      bool
 
@@ -239,6 +249,7 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 	sweep := workflow.GetVersion(ctx, changeStagingSweep, workflow.DefaultVersion, 1) >= 1
 	r.exportParks = workflow.GetVersion(ctx, changeExportParks, workflow.DefaultVersion, 1) >= 1
 	r.unheardReruns = workflow.GetVersion(ctx, changeUnheardReruns, workflow.DefaultVersion, 1) >= 1
+	r.scores = workflow.GetVersion(ctx, changeScoreAnomalies, workflow.DefaultVersion, 1) >= 1
 	if r.recovery {
 		r.ref.StagingGeneration = 1
 	}
@@ -383,6 +394,10 @@ func (r *batchRun) phases(ctx workflow.Context) (abandoned bool, err error) {
 		}
 		r.exported = true
 	}
+	if r.scores && !r.scored {
+		r.score(ctx)
+		r.scored = true
+	}
 	if err := r.finish(ctx, PhaseDone, batch.StatusSucceeded, ""); err != nil {
 		if r.recovery && isStagingLost(err) {
 			return false, err
@@ -390,6 +405,19 @@ func (r *batchRun) phases(ctx workflow.Context) (abandoned bool, err error) {
 		return false, &finishError{err: err}
 	}
 	return false, nil
+}
+
+// score runs ScoreAnomalies. The run's data is loaded and exported by
+// then, so a model that is refused or a scoring that fails after its
+// retries is recorded in the result and the log, not a failed run.
+func (r *batchRun) score(ctx workflow.Context) {
+	var a *activities.Batch
+	err := workflow.ExecuteActivity(shortActivity(ctx), a.ScoreAnomalies,
+		activities.ScoreInput{Run: r.ref, Window: r.window}).Get(ctx, &r.result.Scoring)
+	if err != nil {
+		r.result.ScoringError = Brief(err)
+		workflow.GetLogger(ctx).Warn("anomaly scoring failed; the run goes on", "error", err)
+	}
 }
 
 // mark records an intermediate status (load_failed, export_failed) in

@@ -62,6 +62,7 @@ func newBatchEnv(t *testing.T, setup func(env *testsuite.TestWorkflowEnvironment
 			return activities.FinishRunResult{FactRows: 42, DQScore: 0.99, FactChecksum: "42:1"}, nil
 		}).Maybe()
 	env.OnActivity(a.CleanupStaging, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(a.ScoreAnomalies, mock.Anything, mock.Anything).Return(activities.ScoreResult{}, nil).Maybe()
 	return env
 }
 

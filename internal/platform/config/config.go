@@ -41,6 +41,11 @@ type Config struct {
 	// a free one); empty disables it.
 	MetricsAddr string `env:"METRICS_ADDR, default=127.0.0.1:9464"`
 
+	// ModelPath is the anomaly model file (`starter model train --out`)
+	// the batch scores each run's device-hours with; empty means the
+	// model registered with `starter model train --register`, if any.
+	ModelPath string `env:"MODEL_PATH"`
+
 	LogLevel  string `env:"LOG_LEVEL, default=info"`
 	LogFormat string `env:"LOG_FORMAT, default=text"`
 }

@@ -53,7 +53,7 @@ func TestCheck(t *testing.T) {
 		t.Errorf("Check: %v", err)
 	}
 	for _, bad := range []string{
-		"  readings: 5760\nseeded 4 devices in 1s\n", // out of order
+		"  readings: 5760\nseeded 4 devices in 1s\n",  // out of order
 		"seeded 4 devices in 1s\n  readings: 57600\n", // whole-line match
 		"seeded 40 devices\n  readings: 5760\n",
 	} {
