@@ -151,3 +151,56 @@ func ActiveModel(ctx context.Context, ts *pgxpool.Pool) (*model.Model, error) {
 	}
 	return m, nil
 }
+
+// MarkTruth sets Truth on the rows whose hour an anomaly the seeder
+// injected overlaps (public.anomaly_ground_truth), for rows read from
+// elsewhere than dwh.ml_features (a Parquet export).
+func MarkTruth(ctx context.Context, ts *pgxpool.Pool, rows []model.Row) error {
+	if len(rows) == 0 {
+		return nil
+	}
+	from, to := rows[0].Hour, rows[0].Hour
+	for _, r := range rows {
+		from, to = minTime(from, r.Hour), maxTime(to, r.Hour)
+	}
+	q, err := ts.Query(ctx, `SELECT device_id, start_time, end_time FROM public.anomaly_ground_truth
+		WHERE start_time < $2 AND end_time >= $1`, from, to.Add(time.Hour))
+	if err != nil {
+		return fmt.Errorf("read public.anomaly_ground_truth: %w", err)
+	}
+	type span struct{ start, end time.Time }
+	events := map[string][]span{}
+	var dev string
+	var sp span
+	if _, err := pgx.ForEachRow(q, []any{&dev, &sp.start, &sp.end}, func() error {
+		events[dev] = append(events[dev], sp)
+		return nil
+	}); err != nil {
+		return fmt.Errorf("read public.anomaly_ground_truth: %w", err)
+	}
+	for i := range rows {
+		r := &rows[i]
+		r.Truth = false
+		for _, e := range events[r.DeviceID] {
+			if e.start.Before(r.Hour.Add(time.Hour)) && !e.end.Before(r.Hour) {
+				r.Truth = true
+				break
+			}
+		}
+	}
+	return nil
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if b.After(a) {
+		return b
+	}
+	return a
+}
