@@ -32,7 +32,8 @@ func shortActivity(ctx workflow.Context) workflow.Context {
 }
 
 // longActivity is for chunked work that heartbeats and resumes: readings
-// extract, transform, feature export. A worker that dies is noticed within
+// extract, transform, and the rejects, the gate's report and the finish. A
+// worker that dies is noticed within
 // the heartbeat timeout, and the retry continues from the last heartbeat.
 func longActivity(ctx workflow.Context, heartbeat time.Duration) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
