@@ -24,6 +24,7 @@ import (
 	"os"
 	"regexp"
 	"strings"
+	"unicode"
 )
 
 // Step is one runnable block and what its output must contain.
@@ -154,4 +155,89 @@ func pattern(want string) *regexp.Regexp {
 		parts[i] = regexp.QuoteMeta(p)
 	}
 	return regexp.MustCompile("^" + strings.Join(parts, ".*") + "$")
+}
+
+// Link is a relative Markdown link: [text](File#Anchor), File empty for a
+// link within the same file.
+type Link struct {
+	Line         int
+	File, Anchor string
+}
+
+var linkRE = regexp.MustCompile(`\]\(([^)\s]*)\)`)
+
+// Links are the relative links of a Markdown text outside fenced blocks
+// (http(s) and mailto links are left out).
+func Links(text string) []Link {
+	var out []Link
+	fence := ""
+	for i, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if fence == "" {
+			if f := fenceOf(trimmed); f != "" {
+				fence = f
+				continue
+			}
+		} else {
+			if strings.HasPrefix(trimmed, fence) && strings.TrimLeft(trimmed, fence[:1]) == "" {
+				fence = ""
+			}
+			continue
+		}
+		for _, m := range linkRE.FindAllStringSubmatch(line, -1) {
+			target := m[1]
+			if target == "" || strings.Contains(target, "://") || strings.HasPrefix(target, "mailto:") {
+				continue
+			}
+			file, anchor, _ := strings.Cut(target, "#")
+			out = append(out, Link{Line: i + 1, File: file, Anchor: anchor})
+		}
+	}
+	return out
+}
+
+// Anchors are the ids GitHub gives the headings of a Markdown text:
+// lowercased, punctuation other than "-" and "_" dropped, spaces as "-",
+// repeats suffixed -1, -2, ...
+func Anchors(text string) map[string]bool {
+	out := map[string]bool{}
+	fence := ""
+	for _, line := range strings.Split(text, "\n") {
+		trimmed := strings.TrimSpace(line)
+		if fence == "" {
+			if f := fenceOf(trimmed); f != "" {
+				fence = f
+				continue
+			}
+		} else {
+			if strings.HasPrefix(trimmed, fence) && strings.TrimLeft(trimmed, fence[:1]) == "" {
+				fence = ""
+			}
+			continue
+		}
+		if !strings.HasPrefix(line, "#") {
+			continue
+		}
+		title := strings.TrimSpace(strings.TrimLeft(line, "#"))
+		var b strings.Builder
+		for _, r := range strings.ToLower(title) {
+			switch {
+			case r == ' ':
+				b.WriteRune('-')
+			case r == '-' || r == '_' || unicode.IsLetter(r) || unicode.IsDigit(r):
+				b.WriteRune(r)
+			}
+		}
+		id := b.String()
+		if out[id] {
+			for n := 1; ; n++ {
+				if alt := fmt.Sprintf("%s-%d", id, n); !out[alt] {
+					id = alt
+					break
+				}
+			}
+		}
+		out[id] = true
+	}
+	return out
 }

@@ -70,3 +70,27 @@ func TestCheck(t *testing.T) {
 		t.Error("expected lines must match literally outside …")
 	}
 }
+
+func TestLinksAndAnchors(t *testing.T) {
+	text := "# The Guide\n\n## 1. Exactly once: offsets\n\nSee [a](other.md#x-y), [b](#the-guide), [c](https://example.com) and [d](dir/).\n\n" +
+		"```sh\n[not](a.md)\n```\n\n## The Guide\n"
+	links := Links(text)
+	want := []Link{{5, "other.md", "x-y"}, {5, "", "the-guide"}, {5, "dir/", ""}}
+	if len(links) != len(want) {
+		t.Fatalf("links %+v, want %+v", links, want)
+	}
+	for i := range want {
+		if links[i] != want[i] {
+			t.Errorf("link %d = %+v, want %+v", i, links[i], want[i])
+		}
+	}
+	a := Anchors(text)
+	for _, id := range []string{"the-guide", "1-exactly-once-offsets", "the-guide-1"} {
+		if !a[id] {
+			t.Errorf("anchor %q missing from %v", id, a)
+		}
+	}
+	if len(a) != 3 {
+		t.Errorf("anchors %v, want 3", a)
+	}
+}
