@@ -359,7 +359,7 @@ func TestLeaseFencedByNewerLease(t *testing.T) {
 	waitFor(t, func() bool { return f.count(`SELECT coalesce(max(next_offset), 0) FROM public.stream_offsets`) == 5 })
 
 	ctx := context.Background()
-	newer, err := sink.Open(ctx, f.stack.Timescale, leaseTopic)
+	newer, err := sink.Open(ctx, f.stack.Timescale, leaseTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
