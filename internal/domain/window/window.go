@@ -1,9 +1,9 @@
 // Package window defines the stream's event-time windows: tumbling windows
 // in UTC of a configured Length (1 minute by default, STREAM_WINDOW), their
 // mergeable aggregates (count, exact sum and sum of squares, min, max) and
-// the per-partition watermark that decides when an
-// event is too late for its window. It is the specification of what the SQL
-// sink stores in public.sensor_readings_stream_agg, and does no I/O.
+// the per-partition watermark that decides when an event is too late for
+// its window. It is the specification of what the SQL sink stores in
+// public.sensor_readings_stream_agg, and does no I/O.
 package window
 
 import (
