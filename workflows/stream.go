@@ -199,6 +199,9 @@ func StreamIngestWorkflow(ctx workflow.Context, in StreamInput) (*StreamStatus, 
 	if in.Topic == "" {
 		return nil, temporal.NewNonRetryableApplicationError("topic is required", "InvalidInput", nil)
 	}
+	if err := window.Length(in.Window).Validate(); in.Window > 0 && err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("window %s: %v", in.Window, err), "InvalidInput", nil)
+	}
 	in = in.withDefaults()
 	r := &streamRun{in: in, info: workflow.GetInfo(ctx), m: newStreamMachine(in, workflow.Now(ctx))}
 	r.in.State = nil
@@ -227,7 +230,7 @@ func (in StreamInput) withDefaults() StreamInput {
 		d := ingest.DefaultAllowedLateness
 		in.AllowedLateness = &d
 	}
-	in.Window = window.Length(in.Window).Duration()
+	in.Window = orDefault(in.Window, window.Default)
 	return in
 }
 

@@ -236,6 +236,23 @@ func TestStreamCarriesItsWindowToEveryLease(t *testing.T) {
 	}
 }
 
+// TestStreamRefusesAWindowThatDoesNotDivideAnHour: started with a window
+// length the sink cannot store, the stream fails at once, before any lease.
+func TestStreamRefusesAWindowThatDoesNotDivideAnHour(t *testing.T) {
+	env, log := newStreamEnv(t, 2, nil)
+	env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic, Window: 7 * time.Minute})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != "InvalidInput" ||
+		appErr.Message() != "window 7m0s: must divide one hour evenly (such as 30s, 1m, 2m, 5m, 10m, 15m, 30m or 1h)" {
+		t.Fatalf("workflow error = %v, want InvalidInput for the window", err)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.starts) != 0 {
+		t.Errorf("%d leases started", len(log.starts))
+	}
+}
+
 // TestStreamPauseResume: pause cancels every lease and none starts while
 // paused; resume starts them again.
 func TestStreamPauseResume(t *testing.T) {
