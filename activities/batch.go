@@ -29,6 +29,9 @@ type Batch struct {
 	Timescale *pgxpool.Pool
 	Export    export.Store // where ExportFeatures publishes: export.Open of EXPORT_URL
 	Params    transform.Params
+	// StreamWindow is the length of the stream's windows a reconciliation
+	// repair rebuilds (STREAM_WINDOW); 0 means window.Default.
+	StreamWindow time.Duration
 	// Temporal tells SweepStaging whether a run's workflow is still
 	// running (a client.Client does); nil: the sweep leaves every run
 	// whose row is open alone.

@@ -12,6 +12,7 @@ import (
 	"github.com/iot-etl/iot-etl/internal/domain/ingest"
 	"github.com/iot-etl/iot-etl/internal/domain/reading"
 	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/domain/window"
 )
 
 // DefaultReplayPage is how many dead letters one ReplayDeadLetters call
@@ -31,6 +32,10 @@ type ReplayPageInput struct {
 	PageSize int   `json:"page_size"`
 	// AllowedLateness is today's rule for late dead letters.
 	AllowedLateness time.Duration `json:"allowed_lateness"`
+	// Window is the length of the stream's windows, which the landed
+	// readings merge into and lateness is judged by; 0 means the worker's
+	// STREAM_WINDOW.
+	Window time.Duration `json:"window,omitempty"`
 	// DryRun decides and counts, and changes nothing.
 	DryRun bool `json:"dry_run,omitempty"`
 }
@@ -91,8 +96,9 @@ func (s *Stream) ReplayDeadLetters(ctx context.Context, in ReplayPageInput) (Rep
 	}
 	lim := reading.Limits{Devices: reading.NewDeviceSet(ids)}
 
-	plan := planReplay(page, lim, in.AllowedLateness)
-	snk, err := sink.Open(ctx, s.Timescale, in.Topic)
+	win := s.windowLength(in.Window)
+	plan := planReplay(page, lim, win, in.AllowedLateness)
+	snk, err := sink.Open(ctx, s.Timescale, in.Topic, win)
 	if err != nil {
 		return ReplayPageResult{}, err
 	}
@@ -196,12 +202,12 @@ type replayPlan struct {
 	reason     map[int64]string // stored reason by id
 }
 
-func planReplay(page []sink.DeadLetterRow, lim reading.Limits, lateness time.Duration) replayPlan {
+func planReplay(page []sink.DeadLetterRow, lim reading.Limits, win window.Length, lateness time.Duration) replayPlan {
 	p := replayPlan{byDevice: map[string][]ingest.Reading{}, idOf: map[record]int64{}, reason: map[int64]string{}}
 	seen := map[string]bool{} // device and time of the page's readings
 	for _, d := range page {
 		p.reason[d.ID] = d.Reason
-		v := ingest.Rejudge(d.DeadLetter, lim, lateness)
+		v := ingest.Rejudge(d.DeadLetter, lim, win, lateness)
 		if !v.Land {
 			p.kept = append(p.kept, sink.ReplayKept{ID: d.ID, Reason: v.Reason, Error: v.Error})
 			continue

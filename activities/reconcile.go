@@ -9,6 +9,7 @@ import (
 
 	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
+	"github.com/iot-etl/iot-etl/internal/domain/window"
 )
 
 // ReconcileInput is one range of a reconciliation: whole hours.
@@ -34,7 +35,8 @@ type ReconcileResult struct {
 // dwh.reconciliation under the workflow's run id
 // (warehouse.Reconcile). With Repair, the stream windows of each
 // mismatching device-hour are rebuilt from the raw readings, one
-// transaction per device-hour that also marks the mismatch repaired.
+// transaction per device-hour that also marks the mismatch repaired, as
+// windows of the length b.StreamWindow (the worker's STREAM_WINDOW).
 func (b *Batch) Reconcile(ctx context.Context, in ReconcileInput) (ReconcileResult, error) {
 	hb := startHeartbeat(ctx, 0)
 	defer hb.Stop()
@@ -49,7 +51,7 @@ func (b *Batch) Reconcile(ctx context.Context, in ReconcileInput) (ReconcileResu
 	}
 	for i, k := range cmp.Keys {
 		err := pgx.BeginFunc(ctx, b.Timescale, func(tx pgx.Tx) error {
-			if _, err := sink.RebuildWindows(ctx, tx, k.DeviceID, k.Hour, k.Hour.Add(time.Hour)); err != nil {
+			if _, err := sink.RebuildWindows(ctx, tx, k.DeviceID, k.Hour, k.Hour.Add(time.Hour), window.Length(b.StreamWindow)); err != nil {
 				return err
 			}
 			return warehouse.MarkRepaired(ctx, tx, runID, k)

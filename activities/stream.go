@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -19,6 +20,7 @@ import (
 	"github.com/iot-etl/iot-etl/internal/adapter/metrics"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
 	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/domain/window"
 	"github.com/iot-etl/iot-etl/internal/platform/config"
 )
 
@@ -30,7 +32,8 @@ type Stream struct {
 	// Temporal is used for a lease's heartbeats and its lease-progress
 	// signals; nil means the worker's own client (activity.GetClient).
 	Temporal client.Client
-	// Config gives the micro-batch bounds a LeaseInput leaves at zero.
+	// Config gives the micro-batch bounds and the window length a
+	// LeaseInput leaves at zero.
 	Config config.Stream
 	// Params are the transform parameters; zero means the defaults, the
 	// same as the batch transform's.
@@ -44,6 +47,12 @@ type Stream struct {
 	HeartbeatEvery time.Duration
 	// Metrics records commits and lease ends; nil records nothing.
 	Metrics *metrics.Stream
+}
+
+// windowLength is the window length of an activity input: its own, else
+// the worker's STREAM_WINDOW, else window.Default.
+func (s *Stream) windowLength(in time.Duration) window.Length {
+	return window.Length(cmp.Or(in, s.Config.Window))
 }
 
 // ListPartitions returns the partitions of the topic with their high

@@ -203,7 +203,8 @@ func (s *Stream) runLease(ctx context.Context, in LeaseInput, hooks leaseHooks) 
 func (l *lease) start(ctx context.Context) (*sink.Sink, error) {
 	ctx, cancel := context.WithTimeout(ctx, dbTimeout)
 	defer cancel()
-	sk, err := sink.Open(ctx, l.s.Timescale, l.in.Topic)
+	win := l.s.windowLength(l.in.Window)
+	sk, err := sink.Open(ctx, l.s.Timescale, l.in.Topic, win)
 	if err != nil {
 		return nil, err
 	}
@@ -235,6 +236,7 @@ func (l *lease) start(ctx context.Context) (*sink.Sink, error) {
 	l.batcher = ingest.New(ingest.Options{
 		MaxRecords:      cmp.Or(l.in.MaxBatchRecords, l.s.Config.MaxBatchRecords),
 		MaxWait:         cmp.Or(l.in.MaxBatchWait, l.s.Config.MaxBatchWait),
+		Window:          win,
 		AllowedLateness: l.in.AllowedLateness,
 		Params:          l.s.Params,
 		RegistryRefresh: l.s.RegistryRefresh,

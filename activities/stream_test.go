@@ -20,6 +20,7 @@ import (
 	"github.com/iot-etl/iot-etl/internal/domain/ingest"
 	"github.com/iot-etl/iot-etl/internal/domain/reading"
 	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/testsupport/streamcheck"
 	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
 )
 
@@ -213,16 +214,23 @@ func (f *leaseFixture) checkBatchLanded(wantRecords map[int32]int64, wantDuplica
 // recomputation from the raw readings that match where.
 func (f *leaseFixture) checkWindowsMatchRaw(where string) {
 	f.t.Helper()
+	f.checkWindowsOfLengthMatchRaw(where, time.Minute)
+}
+
+// checkWindowsOfLengthMatchRaw is checkWindowsMatchRaw for windows of the
+// given length.
+func (f *leaseFixture) checkWindowsOfLengthMatchRaw(where string, length time.Duration) {
+	f.t.Helper()
 	q := `WITH raw AS (
-		SELECT device_id, date_bin(interval '1 minute', time, timestamptz '2000-01-01 00:00:00+00') AS w,
+		SELECT device_id, date_bin($1::bigint * interval '1 second', time, timestamptz '2000-01-01 00:00:00+00') AS w,
 		       count(*) AS n, count(value) AS nv, coalesce(sum(value::numeric), 0) AS s,
 		       coalesce(sum(value::numeric * value::numeric), 0) AS ss, min(value) AS mn, max(value) AS mx
 		FROM public.sensor_readings WHERE ` + where + ` GROUP BY 1, 2)
 		SELECT count(*) FROM raw FULL JOIN public.sensor_readings_stream_agg a ON a.device_id = raw.device_id AND a.window_start = raw.w
-		WHERE raw.device_id IS NULL OR a.device_id IS NULL OR a.window_end <> raw.w + interval '1 minute'
+		WHERE raw.device_id IS NULL OR a.device_id IS NULL OR a.window_end <> raw.w + $1::bigint * interval '1 second'
 		   OR a.reading_count <> raw.n OR a.value_count <> raw.nv OR a.value_sum <> raw.s OR a.value_sum_sq <> raw.ss
 		   OR a.value_min IS DISTINCT FROM raw.mn OR a.value_max IS DISTINCT FROM raw.mx`
-	if n := f.count(q); n != 0 {
+	if n := f.count(q, int64(length/time.Second)); n != 0 {
 		f.t.Errorf("%d windows differ from the recomputation from the raw readings", n)
 	}
 }
@@ -359,7 +367,7 @@ func TestLeaseFencedByNewerLease(t *testing.T) {
 	waitFor(t, func() bool { return f.count(`SELECT coalesce(max(next_offset), 0) FROM public.stream_offsets`) == 5 })
 
 	ctx := context.Background()
-	newer, err := sink.Open(ctx, f.stack.Timescale, leaseTopic)
+	newer, err := sink.Open(ctx, f.stack.Timescale, leaseTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -468,6 +476,74 @@ func TestLeaseWarmStartFlagsLikeOneLease(t *testing.T) {
 	one, split := anomalies(false), anomalies(true)
 	if want := "14:40=zscore+rate_of_change"; one != want || split != want {
 		t.Errorf("anomalies: one lease %q, split leases %q; want %q", one, split, want)
+	}
+}
+
+// TestLeaseFiveMinuteWindows: a lease of a stream started with 5-minute
+// windows lands 5-minute windows, merges a later batch into them, judges
+// lateness by them (an event that a 1-minute window would have refused is
+// on time, one whose 5-minute window closed is late), and streamcheck's
+// exact check passes with the stream's length and fails with the default.
+func TestLeaseFiveMinuteWindows(t *testing.T) {
+	t.Parallel()
+	f := newLeaseFixture(t, 2, "TEMP-001", "HUM-001")
+	at := func(off time.Duration) time.Time { return t0.Add(off) }
+	f.produce(
+		msg{0, readingJSON("TEMP-001", 0, "20"), at(0)},                                 // 0 window 14:00
+		msg{0, readingJSON("TEMP-001", 270*time.Second, "21"), at(270 * time.Second)},   // 1 watermark 14:04:30
+		msg{0, readingJSON("TEMP-001", time.Minute, "20.5"), at(time.Minute)},           // 2 on time: [14:00, 14:05) is open
+		msg{0, readingJSON("TEMP-001", 5*time.Minute, "21.5"), at(5 * time.Minute)},     // 3 window 14:05
+		msg{0, readingJSON("TEMP-001", 7*time.Minute, "22"), at(7 * time.Minute)},       // 4 watermark 14:07
+		msg{0, readingJSON("TEMP-001", 299*time.Second, "21.2"), at(299 * time.Second)}, // 5 late: [14:00, 14:05) closed
+		msg{1, readingJSON("HUM-001", 0, "45.5"), at(0)},
+		msg{1, readingJSON("HUM-001", 2*time.Minute, "45.6"), at(2 * time.Minute)},
+		msg{1, readingJSON("HUM-001", 4*time.Minute, "45.7"), at(4 * time.Minute)},
+		msg{1, readingJSON("HUM-001", 10*time.Minute, "46"), at(10 * time.Minute)},
+	)
+	in := LeaseInput{Partitions: []int32{0, 1}, Duration: time.Minute, MaxBatchRecords: 1000, MaxBatchWait: 10 * time.Second,
+		AllowedLateness: time.Second, Window: 5 * time.Minute, DrainTo: map[int32]int64{0: 6, 1: 4}}
+	if _, err := f.lease(in, leaseHooks{}); err != nil {
+		t.Fatal(err)
+	}
+	// A later lease merges into a stored 5-minute window.
+	f.produce(msg{1, readingJSON("HUM-001", 11*time.Minute, "46.1"), at(11 * time.Minute)})
+	in.DrainTo = map[int32]int64{0: 6, 1: 5}
+	if _, err := f.lease(in, leaseHooks{}); err != nil {
+		t.Fatal(err)
+	}
+
+	gotWindows := f.text(`SELECT string_agg(concat_ws(',', device_id, to_char(window_start AT TIME ZONE 'UTC', 'HH24:MI'), to_char(window_end AT TIME ZONE 'UTC', 'HH24:MI'),
+		reading_count, value_count, value_sum, value_sum_sq, value_min, value_max, anomaly_count), ' ' ORDER BY device_id, window_start) FROM public.sensor_readings_stream_agg`)
+	want := "HUM-001,14:00,14:05,3,3,136.8,6238.10,45.5,45.7,0 HUM-001,14:10,14:15,2,2,92.1,4241.21,46,46.1,1 " +
+		"TEMP-001,14:00,14:05,3,3,61.5,1261.25,20,21,1 TEMP-001,14:05,14:10,2,2,43.5,946.25,21.5,22,0"
+	if gotWindows != want {
+		t.Errorf("windows =\n%s\nwant\n%s", gotWindows, want)
+	}
+	// More than 3 expected intervals (3 minutes) since the previous reading.
+	gotAnomalies := f.text(`SELECT string_agg(device_id || '@' || to_char(time AT TIME ZONE 'UTC', 'HH24:MI:SS') || '=' || array_to_string(reasons, '+'), ' ' ORDER BY time) FROM public.stream_anomalies`)
+	if want := "TEMP-001@14:04:30=gap HUM-001@14:10:00=gap"; gotAnomalies != want {
+		t.Errorf("anomalies = %q, want %q", gotAnomalies, want)
+	}
+	if dlq := f.text(`SELECT string_agg(partition || '/' || "offset" || ':' || reason || ': ' || error, ' ' ORDER BY partition, "offset") FROM public.stream_dead_letters`); dlq !=
+		"0/5:late: window [2026-11-28T14:00:00Z, 2026-11-28T14:05:00Z) closed: partition watermark 2026-11-28T14:07:00Z, allowed lateness 1s" {
+		t.Errorf("dead letters = %q", dlq)
+	}
+	f.checkWindowsOfLengthMatchRaw("true", 5*time.Minute)
+
+	ctx := context.Background()
+	res, err := streamcheck.Check(ctx, f.stack.Timescale, f.prod, leaseTopic, streamcheck.Expect{Produced: 11, Quarantined: 1, Window: 5 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !res.Exact() || res.Raw != 10 || res.DeadLetters != 1 {
+		t.Errorf("streamcheck with 5-minute windows: raw %d, dead letters %d, problems %q; want 10, 1, none", res.Raw, res.DeadLetters, res.Problems)
+	}
+	res, err = streamcheck.Check(ctx, f.stack.Timescale, f.prod, leaseTopic, streamcheck.Expect{Produced: 11, Quarantined: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff([]string{"10 windows differ from the recomputation from the raw readings"}, res.Problems); diff != "" {
+		t.Errorf("streamcheck with the default 1-minute windows, problems (-want +got):\n%s", diff)
 	}
 }
 

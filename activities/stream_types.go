@@ -73,6 +73,9 @@ type LeaseInput struct {
 	// AllowedLateness: a reading whose window ended this long before the
 	// partition's watermark is late (dead letter, reason late).
 	AllowedLateness time.Duration `json:"allowed_lateness"`
+	// Window is the length of the stream's tumbling windows; 0 means the
+	// worker's STREAM_WINDOW (a workflow started before the setting).
+	Window time.Duration `json:"window,omitempty"`
 	// Debug echoes every decoded record to the worker log; TestMode does
 	// too and writes nothing (no readings, no offsets, no epochs).
 	Debug    bool `json:"debug,omitempty"`

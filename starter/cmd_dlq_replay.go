@@ -39,6 +39,7 @@ func runDLQReplay(ctx context.Context, app *App, args []string) error {
 	dryRun := fs.Bool("dry-run", false, "print what would land, by reason, and change nothing")
 	topic := fs.String("topic", app.Cfg.Kafka.Topic, "Kafka topic of the stream")
 	lateness := fs.Duration("allowed-lateness", app.Cfg.Stream.AllowedLateness, "how late a reading may be for its window, judged against the watermark when it was quarantined")
+	win := fs.Duration("window", app.Cfg.Stream.Window, "length of the stream's windows the landed readings merge into (the stream's --window)")
 	pageSize := fs.Int("page-size", activities.DefaultReplayPage, "dead letters per transaction")
 	wait := fs.Bool("wait", true, "wait for the replay, showing progress (false: start and print the id)")
 	if err := parse(fs, args); err != nil {
@@ -50,7 +51,11 @@ func runDLQReplay(ctx context.Context, app *App, args []string) error {
 	if *partition < -1 || *pageSize < 1 || *lateness < 0 {
 		return fmt.Errorf("%w: --partition must be -1 or a partition, --page-size at least 1, --allowed-lateness not negative", errUsage)
 	}
-	in := workflows.DLQReplayInput{Topic: *topic, Reason: *reason, Partition: int32(*partition), AllowedLateness: *lateness, PageSize: *pageSize, DryRun: *dryRun}
+	if err := windowFlag(*win); err != nil {
+		return err
+	}
+	in := workflows.DLQReplayInput{Topic: *topic, Reason: *reason, Partition: int32(*partition), AllowedLateness: *lateness, Window: *win,
+		PageSize: *pageSize, DryRun: *dryRun}
 	var err error
 	if *since != "" {
 		if in.Since, err = parseDay("since", *since); err != nil {

@@ -57,9 +57,11 @@ func runScheduleCreate(ctx context.Context, app *App, args []string) error {
 		ID:   *id,
 		Spec: client.ScheduleSpec{CronExpressions: []string{*cron}, TimeZoneName: "UTC"},
 		Action: &client.ScheduleWorkflowAction{
-			ID:        *id, // Temporal appends the scheduled time
-			Workflow:  workflows.BatchWorkflowName,
-			Args:      []any{workflows.BatchInput{Gate: app.Cfg.Batch.Gate()}},
+			ID:       *id, // Temporal appends the scheduled time
+			Workflow: workflows.BatchWorkflowName,
+			// The lookback goes with the schedule: a ROLLING_WINDOW longer
+			// than the workflow's default lookback needs the longer history.
+			Args:      []any{workflows.BatchInput{Gate: app.Cfg.Batch.Gate(), Lookback: app.Cfg.Batch.Lookback}},
 			TaskQueue: app.Cfg.Temporal.BatchTaskQueue,
 		},
 		Overlap:       enumspb.SCHEDULE_OVERLAP_POLICY_SKIP,

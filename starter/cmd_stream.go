@@ -19,6 +19,7 @@ import (
 	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
 	"github.com/iot-etl/iot-etl/internal/domain/ingest"
+	"github.com/iot-etl/iot-etl/internal/domain/window"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -37,7 +38,8 @@ func runStreamStart(ctx context.Context, app *App, args []string) error {
 	leaseDuration := fs.Duration("lease-duration", app.Cfg.Stream.LeaseDuration, "how long one lease consumes before the next takes over")
 	maxRecords := fs.Int("max-batch-records", app.Cfg.Stream.MaxBatchRecords, "records per micro-batch (one transaction)")
 	maxWait := fs.Duration("max-batch-wait", app.Cfg.Stream.MaxBatchWait, "longest a micro-batch stays open")
-	lateness := fs.Duration("allowed-lateness", app.Cfg.Stream.AllowedLateness, "how late an event may be for its 1-minute window")
+	win := fs.Duration("window", app.Cfg.Stream.Window, "length of the tumbling event-time windows: whole seconds that divide one hour (30s, 1m, 5m, 15m, 1h...)")
+	lateness := fs.Duration("allowed-lateness", app.Cfg.Stream.AllowedLateness, "how late an event may be for its window")
 	debug := fs.Bool("debug", false, "echo every decoded record to the worker log while writing")
 	testMode := fs.Bool("test-mode", false, "decode and log every record, write nothing, never advance the offsets")
 	if err := parse(fs, args); err != nil {
@@ -45,6 +47,9 @@ func runStreamStart(ctx context.Context, app *App, args []string) error {
 	}
 	if *leases < 1 || *leaseDuration <= 0 || *maxRecords < 1 || *maxWait <= 0 || *lateness < 0 {
 		return fmt.Errorf("%w: --leases, --max-batch-records must be at least 1, --lease-duration and --max-batch-wait positive, --allowed-lateness not negative", errUsage)
+	}
+	if err := windowFlag(*win); err != nil {
+		return err
 	}
 	tc, err := app.Temporal(ctx)
 	if err != nil {
@@ -67,7 +72,7 @@ func runStreamStart(ctx context.Context, app *App, args []string) error {
 	}
 	in := workflows.StreamInput{
 		Topic: *topic, Leases: *leases, LeaseDuration: *leaseDuration, MaxBatchRecords: *maxRecords,
-		MaxBatchWait: *maxWait, AllowedLateness: lateness, Debug: *debug, TestMode: *testMode,
+		MaxBatchWait: *maxWait, AllowedLateness: lateness, Window: *win, Debug: *debug, TestMode: *testMode,
 	}
 	// USE_EXISTING makes a start that races another one attach to it.
 	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -86,10 +91,21 @@ func runStreamStart(ctx context.Context, app *App, args []string) error {
 	case *debug:
 		mode = ", debug (records echoed to the worker log)"
 	}
-	fmt.Fprintf(app.Out, "stream %s started on topic %s: %d leases of %s, batches of up to %d records or %s, allowed lateness %s%s\n",
-		id, *topic, *leases, *leaseDuration, *maxRecords, *maxWait, *lateness, mode)
+	fmt.Fprintf(app.Out, "stream %s started on topic %s: %d leases of %s, batches of up to %d records or %s, %s windows, allowed lateness %s%s\n",
+		id, *topic, *leases, *leaseDuration, *maxRecords, *maxWait, *win, *lateness, mode)
 	fmt.Fprintf(app.Out, "Temporal UI: %s\n", runURL(app, id, run.GetRunID()))
 	fmt.Fprintln(app.Out, "Follow it with: starter stream status --watch")
+	return nil
+}
+
+// windowFlag checks a --window flag as STREAM_WINDOW is checked.
+func windowFlag(d time.Duration) error {
+	if d <= 0 {
+		return fmt.Errorf("%w: --window %s: must be positive", errUsage, d)
+	}
+	if err := window.Length(d).Validate(); err != nil {
+		return fmt.Errorf("%w: --window %s: %w", errUsage, d, err)
+	}
 	return nil
 }
 
@@ -368,7 +384,11 @@ func printStreamStatus(w io.Writer, st workflows.StreamStatus, now time.Time) {
 		flags += "  [debug]"
 	}
 	fmt.Fprintf(w, "stream %s: %s%s   (as of %s)\n", st.WorkflowID, st.State, flags, now.UTC().Format(time.RFC3339))
-	fmt.Fprintf(w, "topic %s: %d partitions, %d leases, %.1f messages/s, lag %d\n", st.Topic, len(st.Partitions), len(st.Leases), st.MessagesPerSecond, st.Lag)
+	windows := ""
+	if st.Window > 0 {
+		windows = fmt.Sprintf(" %s windows,", st.Window)
+	}
+	fmt.Fprintf(w, "topic %s: %d partitions, %d leases,%s %.1f messages/s, lag %d\n", st.Topic, len(st.Partitions), len(st.Leases), windows, st.MessagesPerSecond, st.Lag)
 	t := st.Totals
 	fmt.Fprintf(w, "records %d: inserted %d, duplicates %d, dead letters %d; anomalies %d\n", t.Records, t.Inserted, t.Duplicates, t.DeadLetters, t.Anomalies)
 	lastErr := "none"

@@ -168,7 +168,7 @@ func summaryStream(ctx context.Context, app *App) ([]summaryLine, error) {
 	where := app.Cfg.Timescale.String()
 	return []summaryLine{
 		{"Stream raw readings", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.sensor_readings WHERE source = 'stream'"))},
-		{"Stream 1-minute windows", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.sensor_readings_stream_agg"))},
+		{"Stream windows", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.sensor_readings_stream_agg"))},
 		{"Stream dead letters", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.stream_dead_letters"))},
 		{"Stream anomalies", where, rows(countPG(ctx, ts, "SELECT count(*) FROM public.stream_anomalies"))},
 	}, nil

@@ -37,7 +37,7 @@ type anomalyView struct {
 }
 
 // chartView is the 24-hour chart: the hourly min–max band and mean from
-// the warehouse, and the 1-minute means of the stream, in a 600×160 box.
+// the warehouse, and the window means of the stream, in a 600×160 box.
 type chartView struct {
 	Band, Mean, Stream string // SVG points
 	From, To           time.Time
@@ -56,11 +56,12 @@ const chartW, chartH = 600.0, 160.0
 const (
 	deviceVersionsSQL = `SELECT device_type, unit, firmware, location_id, status, valid_from, valid_to, is_current
 		FROM dwh.dim_devices WHERE device_id = $1 ORDER BY valid_from`
-	// The chart ends at the device's latest hour or minute, whichever
-	// source has the later one, and starts 24 hours before.
+	// The chart ends at the end of the device's latest hour or stream
+	// window (of whatever length it was written with), whichever source
+	// has the later one, and starts 24 hours before.
 	deviceChartEndSQL = `SELECT greatest(
 		(SELECT max(bucket) + interval '1 hour' FROM dwh.fact_hourly_agg WHERE device_id = $1),
-		(SELECT max(window_start) + interval '1 minute' FROM public.sensor_readings_stream_agg WHERE device_id = $1))`
+		(SELECT window_end FROM public.sensor_readings_stream_agg WHERE device_id = $1 ORDER BY window_start DESC LIMIT 1))`
 	deviceHoursSQL = `SELECT bucket, mean, min, max FROM dwh.fact_hourly_agg
 		WHERE device_id = $1 AND bucket >= $2::timestamptz - interval '24 hours' AND mean IS NOT NULL ORDER BY bucket`
 	deviceWindowsSQL = `SELECT window_start, (value_sum / value_count)::float8 FROM public.sensor_readings_stream_agg

@@ -16,7 +16,7 @@ type deviceView struct {
 	ID, Type, Unit, Site, Zone string
 	Latest                     *time.Time
 	Value, Battery             *float64
-	Points                     []float64 // the means of its last hour of 1-minute windows
+	Points                     []float64 // the means of its last hour of stream windows
 	Anomalies                  int64     // flagged readings in that hour
 }
 

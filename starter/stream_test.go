@@ -164,8 +164,8 @@ func tableRow(out, key string) []string {
 func TestStreamCommands(t *testing.T) {
 	t.Parallel()
 	c := newStreamCLI(t)
-	out := c.run("stream", "start", "--leases", "2", "--lease-duration", "30s", "--max-batch-wait", "100ms")
-	if want := fmt.Sprintf("stream %s started on topic %s: 2 leases of 30s, batches of up to 5000 records or 100ms, allowed lateness 10m0s\n", c.id(), c.topic); !strings.HasPrefix(out, want) {
+	out := c.run("stream", "start", "--leases", "2", "--lease-duration", "30s", "--max-batch-wait", "100ms", "--window", "2m")
+	if want := fmt.Sprintf("stream %s started on topic %s: 2 leases of 30s, batches of up to 5000 records or 100ms, 2m0s windows, allowed lateness 10m0s\n", c.id(), c.topic); !strings.HasPrefix(out, want) {
 		t.Errorf("start: %q, want prefix %q", out, want)
 	}
 	c.until(`: running`, "stream", "status")
@@ -177,8 +177,18 @@ func TestStreamCommands(t *testing.T) {
 	c.waitCommitted(315)
 	anomalies := c.count(`SELECT count(*) FROM public.stream_anomalies`)
 	status := c.until(fmt.Sprintf(`records 315: inserted 300, duplicates 0, dead letters 15; anomalies %d\n`, anomalies), "stream", "status")
-	if !strings.Contains(status, "topic "+c.topic+": 3 partitions, 2 leases,") || !strings.Contains(status, ", lag 0\n") {
+	if !strings.Contains(status, "topic "+c.topic+": 3 partitions, 2 leases, 2m0s windows,") || !strings.Contains(status, ", lag 0\n") {
 		t.Errorf("status:\n%s", status)
+	}
+	// --window 2m: every window is 2 minutes long, one per device and
+	// 2-minute bin of its readings, and they hold the 300 readings.
+	if n := c.count(`SELECT count(*) FROM public.sensor_readings_stream_agg WHERE window_end - window_start <> interval '2 minutes'`); n != 0 {
+		t.Errorf("%d windows are not 2 minutes long", n)
+	}
+	windows, bins := c.count(`SELECT count(*) FROM public.sensor_readings_stream_agg`),
+		c.count(`SELECT count(DISTINCT (device_id, date_bin('2 minutes', time, timestamptz '2000-01-01 00:00:00+00'))) FROM public.sensor_readings WHERE source = 'stream'`)
+	if held := c.count(`SELECT coalesce(sum(reading_count), 0) FROM public.sensor_readings_stream_agg`); windows != bins || held != 300 {
+		t.Errorf("%d windows holding %d readings, want %d (the 2-minute bins of the readings) holding 300", windows, held, bins)
 	}
 	for p := range 3 {
 		row := tableRow(status, fmt.Sprint(p))

@@ -7,7 +7,6 @@ import (
 
 	"github.com/iot-etl/iot-etl/activities"
 	"github.com/iot-etl/iot-etl/internal/adapter/export"
-	"github.com/iot-etl/iot-etl/internal/domain/transform"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -20,14 +19,15 @@ func registerBatch(w worker.Worker, d deps) error {
 	w.RegisterWorkflow(workflows.StagingSweepWorkflow)
 	w.RegisterWorkflow(workflows.ReconcileWorkflow)
 	w.RegisterActivity(&activities.Batch{
-		MySQL:     d.MySQL,
-		Locations: d.Locations,
-		Timescale: d.Timescale,
-		Export:    exportStore,
-		Params:    transform.DefaultParams(),
-		Temporal:  d.tc,
-		Lineage:   d.lineage,
-		ModelPath: d.cfg.ModelPath,
+		MySQL:        d.MySQL,
+		Locations:    d.Locations,
+		Timescale:    d.Timescale,
+		Export:       exportStore,
+		Params:       d.cfg.TransformParams(),
+		StreamWindow: d.cfg.Stream.Window,
+		Temporal:     d.tc,
+		Lineage:      d.lineage,
+		ModelPath:    d.cfg.ModelPath,
 	})
 	w.RegisterActivity(d.lineage)
 	d.log.Info("feature exports", "url", d.cfg.Export.URL)

@@ -4,7 +4,6 @@ import (
 	"go.temporal.io/sdk/worker"
 
 	"github.com/iot-etl/iot-etl/activities"
-	"github.com/iot-etl/iot-etl/internal/domain/transform"
 	"github.com/iot-etl/iot-etl/workflows"
 )
 
@@ -19,7 +18,7 @@ func registerStream(w worker.Worker, d deps) bool {
 		MySQL:     d.MySQL,
 		Kafka:     d.cfg.Kafka,
 		Config:    d.cfg.Stream,
-		Params:    transform.DefaultParams(),
+		Params:    d.cfg.TransformParams(),
 		Log:       d.log,
 		Metrics:   d.metrics.Stream,
 	})

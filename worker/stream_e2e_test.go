@@ -13,6 +13,23 @@ import (
 // TestStreamEndToEnd runs the stream on the dev server with the worker as a
 // subprocess: N messages with K malformed land exactly; while paused no row
 // is added; after resume everything catches up; stop drains and completes.
+// TestStreamTwoMinuteWindows: a stream started with 2-minute windows lands
+// exactly, with every window 2 minutes long and aligned on 2 minutes.
+func TestStreamTwoMinuteWindows(t *testing.T) {
+	s := e2e.NewStream(t, 2)
+	s.Start(workflows.StreamInput{Leases: 1, MaxBatchWait: 100 * time.Millisecond, ProgressEvery: time.Second, Window: 2 * time.Minute})
+	s.Produce(1000)
+	s.WaitConsumed(time.Minute)
+	s.CheckExact()
+	if n := s.Count(`SELECT count(*) FROM public.sensor_readings_stream_agg
+		WHERE window_end - window_start <> interval '2 minutes' OR extract(epoch FROM window_start)::bigint % 120 <> 0`); n != 0 {
+		t.Errorf("%d windows are not 2-minute windows aligned on 2 minutes", n)
+	}
+	if st := s.Status(); st.Window != 2*time.Minute {
+		t.Errorf("status window %s, want 2m0s", st.Window)
+	}
+}
+
 func TestStreamEndToEnd(t *testing.T) {
 	s := e2e.NewStream(t, 4)
 	run := s.Start(workflows.StreamInput{Leases: 2, LeaseDuration: 20 * time.Second, HeartbeatTimeout: 5 * time.Second,

@@ -27,8 +27,11 @@ type DLQReplayInput struct {
 	Until           time.Time     `json:"until,omitzero"`
 	Partition       int32         `json:"partition"` // negative: every partition
 	AllowedLateness time.Duration `json:"allowed_lateness"`
-	PageSize        int           `json:"page_size,omitempty"`
-	DryRun          bool          `json:"dry_run,omitempty"`
+	// Window is the stream's window length; 0 means the worker's
+	// STREAM_WINDOW.
+	Window   time.Duration `json:"window,omitempty"`
+	PageSize int           `json:"page_size,omitempty"`
+	DryRun   bool          `json:"dry_run,omitempty"`
 	// HeartbeatTimeout is the page activity's; 0 means DefaultHeartbeat.
 	HeartbeatTimeout time.Duration      `json:"heartbeat_timeout,omitempty"`
 	Progress         *DLQReplayProgress `json:"progress,omitempty"`
@@ -92,7 +95,7 @@ func replayPages(ctx workflow.Context, in DLQReplayInput, p *DLQReplayProgress) 
 		var res activities.ReplayPageResult
 		err := workflow.ExecuteActivity(actx, a.ReplayDeadLetters, activities.ReplayPageInput{
 			Topic: in.Topic, Reason: in.Reason, Since: in.Since, Until: in.Until, Partition: in.Partition,
-			AfterID: p.LastID, PageSize: in.PageSize, AllowedLateness: in.AllowedLateness, DryRun: in.DryRun,
+			AfterID: p.LastID, PageSize: in.PageSize, AllowedLateness: in.AllowedLateness, Window: in.Window, DryRun: in.DryRun,
 		}).Get(ctx, &res)
 		if err != nil {
 			return p, err

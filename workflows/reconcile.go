@@ -52,7 +52,7 @@ func (r ReconcileResult) Total() int64 {
 	return n
 }
 
-// ReconcileWorkflow compares the stream's 1-minute windows, rolled up per
+// ReconcileWorkflow compares the stream's windows (STREAM_WINDOW), rolled up per
 // device and hour, with the batch facts of the same devices and hours,
 // one Reconcile activity per day of the range, and records the mismatches
 // in dwh.reconciliation; with Repair it rebuilds the mismatching stream

@@ -10,6 +10,7 @@ import (
 
 	"github.com/iot-etl/iot-etl/activities"
 	"github.com/iot-etl/iot-etl/internal/domain/ingest"
+	"github.com/iot-etl/iot-etl/internal/domain/window"
 )
 
 // Names operators, the starter and the Temporal CLI/UI use.
@@ -74,6 +75,10 @@ type StreamInput struct {
 	// AllowedLateness: nil means ingest.DefaultAllowedLateness (0 is a valid
 	// setting: no lateness allowed).
 	AllowedLateness *time.Duration `json:"allowed_lateness,omitempty"`
+	// Window is the length of the tumbling event-time windows (a
+	// window.Length); 0 means window.Default. Every lease of the stream,
+	// across Continue-As-New, uses this one value.
+	Window time.Duration `json:"window,omitempty"`
 	// ProgressEvery is the lease-progress interval; 0 means 5s.
 	ProgressEvery time.Duration `json:"progress_every,omitempty"`
 	// Debug echoes decoded records to the worker log. TestMode decodes and
@@ -119,6 +124,8 @@ type StreamStatus struct {
 	State      string `json:"state"`
 	TestMode   bool   `json:"test_mode,omitempty"`
 	Debug      bool   `json:"debug,omitempty"`
+	// Window is the length of the stream's windows.
+	Window time.Duration `json:"window,omitempty"`
 	// Partitions are ascending; a partition never consumed has
 	// Consumed=false, NextOffset 0 and Lag = its high watermark.
 	Partitions        []activities.PartitionProgress `json:"partitions"`
@@ -192,6 +199,9 @@ func StreamIngestWorkflow(ctx workflow.Context, in StreamInput) (*StreamStatus, 
 	if in.Topic == "" {
 		return nil, temporal.NewNonRetryableApplicationError("topic is required", "InvalidInput", nil)
 	}
+	if err := window.Length(in.Window).Validate(); in.Window > 0 && err != nil {
+		return nil, temporal.NewNonRetryableApplicationError(fmt.Sprintf("window %s: %v", in.Window, err), "InvalidInput", nil)
+	}
 	in = in.withDefaults()
 	r := &streamRun{in: in, info: workflow.GetInfo(ctx), m: newStreamMachine(in, workflow.Now(ctx))}
 	r.in.State = nil
@@ -220,6 +230,7 @@ func (in StreamInput) withDefaults() StreamInput {
 		d := ingest.DefaultAllowedLateness
 		in.AllowedLateness = &d
 	}
+	in.Window = orDefault(in.Window, window.Default)
 	return in
 }
 
@@ -372,7 +383,7 @@ func (r *streamRun) leaseInput(c command) activities.LeaseInput {
 	return activities.LeaseInput{
 		Topic: r.in.Topic, Slot: c.Slot, Partitions: r.m.Slots[c.Slot].Partitions, Duration: r.in.LeaseDuration,
 		MaxBatchRecords: r.in.MaxBatchRecords, MaxBatchWait: r.in.MaxBatchWait, AllowedLateness: *r.in.AllowedLateness,
-		Debug: r.in.Debug, TestMode: r.in.TestMode, ProgressEvery: r.in.ProgressEvery, DrainTo: c.DrainTo,
+		Window: r.in.Window, Debug: r.in.Debug, TestMode: r.in.TestMode, ProgressEvery: r.in.ProgressEvery, DrainTo: c.DrainTo,
 	}
 }
 

@@ -696,12 +696,12 @@ func TestStreamInputDefaults(t *testing.T) {
 		want StreamInput
 	}{
 		{"zero values", StreamInput{}, StreamInput{Leases: ingest.DefaultLeases, LeaseDuration: ingest.DefaultLeaseDuration,
-			HeartbeatTimeout: ingest.DefaultHeartbeatTimeout, AllowedLateness: ptr(ingest.DefaultAllowedLateness)}},
-		{"negative values", StreamInput{Leases: -1, LeaseDuration: -time.Second, HeartbeatTimeout: -time.Second},
+			HeartbeatTimeout: ingest.DefaultHeartbeatTimeout, AllowedLateness: ptr(ingest.DefaultAllowedLateness), Window: time.Minute}},
+		{"negative values", StreamInput{Leases: -1, LeaseDuration: -time.Second, HeartbeatTimeout: -time.Second, Window: -time.Minute},
 			StreamInput{Leases: ingest.DefaultLeases, LeaseDuration: ingest.DefaultLeaseDuration,
-				HeartbeatTimeout: ingest.DefaultHeartbeatTimeout, AllowedLateness: ptr(ingest.DefaultAllowedLateness)}},
-		{"set values, no lateness allowed", StreamInput{Leases: 2, LeaseDuration: time.Minute, HeartbeatTimeout: time.Second, AllowedLateness: &zero},
-			StreamInput{Leases: 2, LeaseDuration: time.Minute, HeartbeatTimeout: time.Second, AllowedLateness: ptr(time.Duration(0))}},
+				HeartbeatTimeout: ingest.DefaultHeartbeatTimeout, AllowedLateness: ptr(ingest.DefaultAllowedLateness), Window: time.Minute}},
+		{"set values, no lateness allowed", StreamInput{Leases: 2, LeaseDuration: time.Minute, HeartbeatTimeout: time.Second, AllowedLateness: &zero, Window: 5 * time.Minute},
+			StreamInput{Leases: 2, LeaseDuration: time.Minute, HeartbeatTimeout: time.Second, AllowedLateness: ptr(time.Duration(0)), Window: 5 * time.Minute}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

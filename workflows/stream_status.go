@@ -26,7 +26,7 @@ func (m streamMachine) state() string {
 func (m streamMachine) status(workflowID string, in StreamInput) StreamStatus {
 	st := StreamStatus{
 		WorkflowID: workflowID, Topic: in.Topic, State: m.state(),
-		TestMode: in.TestMode, Debug: in.Debug, Partitions: m.sortedParts(), Leases: []LeaseStatus{},
+		TestMode: in.TestMode, Debug: in.Debug, Window: in.Window, Partitions: m.sortedParts(), Leases: []LeaseStatus{},
 		LeaseAttempts: m.LeaseAttempts, LeaseFailures: m.LeaseFailures,
 		LastError: m.LastError, LastErrorAt: m.LastErrorAt, StaleReports: m.StaleReports,
 		Runs: m.Runs, StartedAt: m.StartedAt, UpdatedAt: m.UpdatedAt,

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"slices"
 	"sort"
 	"sync"
 	"testing"
@@ -35,7 +36,8 @@ type leaseLog struct {
 	env       *testsuite.TestWorkflowEnvironment
 	mu        sync.Mutex
 	starts    []leaseStart
-	cancelled []int // slots
+	windows   []time.Duration // LeaseInput.Window of each start
+	cancelled []int           // slots
 }
 
 type leaseStart struct {
@@ -91,6 +93,7 @@ func newStreamEnvWithout(t *testing.T, partitions int32, setup func(env *testsui
 		}
 		log.mu.Lock()
 		log.starts = append(log.starts, leaseStart{At: env.Now().Sub(streamStart), Slot: in.Slot, Drain: in.DrainTo != nil, Parts: in.Partitions, To: in.DrainTo})
+		log.windows = append(log.windows, in.Window)
 		log.mu.Unlock()
 	})
 	env.SetOnActivityCanceledListener(func(info *activity.Info) {
@@ -204,6 +207,49 @@ func TestStreamDealsPartitionsAndRenewsLeases(t *testing.T) {
 	}
 	if p := running.Partitions[6]; p.Consumed || p.NextOffset != 0 || p.Lag != 700 {
 		t.Errorf("never consumed partition 6 = %+v, want not consumed, offset 0, lag 700", p)
+	}
+}
+
+// TestStreamCarriesItsWindowToEveryLease: the window length the stream was
+// started with (none: window.Default) reaches every lease, renewals
+// included, and the status shows it.
+func TestStreamCarriesItsWindowToEveryLease(t *testing.T) {
+	for _, tc := range []struct{ in, want time.Duration }{{0, time.Minute}, {5 * time.Minute, 5 * time.Minute}} {
+		t.Run(tc.want.String(), func(t *testing.T) {
+			env, log := newStreamEnv(t, 4, nil)
+			var running StreamStatus
+			at(env, time.Minute, func() { running = queryStatus(t, env) })
+			at(env, 2*ingest.DefaultLeaseDuration+time.Minute, env.CancelWorkflow)
+			env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic, Leases: 2, Window: tc.in})
+			wantCancelled(t, env)
+			log.mu.Lock()
+			windows := slices.Clone(log.windows)
+			log.mu.Unlock()
+			want := []time.Duration{tc.want, tc.want, tc.want, tc.want, tc.want, tc.want} // 2 slots, 3 leases each
+			if diff := cmp.Diff(want, windows); diff != "" {
+				t.Errorf("lease windows (-want +got):\n%s", diff)
+			}
+			if running.Window != tc.want {
+				t.Errorf("status window = %s, want %s", running.Window, tc.want)
+			}
+		})
+	}
+}
+
+// TestStreamRefusesAWindowThatDoesNotDivideAnHour: started with a window
+// length the sink cannot store, the stream fails at once, before any lease.
+func TestStreamRefusesAWindowThatDoesNotDivideAnHour(t *testing.T) {
+	env, log := newStreamEnv(t, 2, nil)
+	env.ExecuteWorkflow(StreamIngestWorkflow, StreamInput{Topic: testTopic, Window: 7 * time.Minute})
+	var appErr *temporal.ApplicationError
+	if err := env.GetWorkflowError(); !errors.As(err, &appErr) || appErr.Type() != "InvalidInput" ||
+		appErr.Message() != "window 7m0s: must divide one hour evenly (such as 30s, 1m, 2m, 5m, 10m, 15m, 30m or 1h)" {
+		t.Fatalf("workflow error = %v, want InvalidInput for the window", err)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	if len(log.starts) != 0 {
+		t.Errorf("%d leases started", len(log.starts))
 	}
 }
 

@@ -40,7 +40,7 @@ func (b *bench) leaseInputs(ends map[int32]int64, drain bool, duration time.Dura
 		ins[i] = activities.LeaseInput{
 			Topic: b.cfg.Kafka.Topic, Slot: i, Duration: duration,
 			MaxBatchRecords: b.cfg.Stream.MaxBatchRecords, MaxBatchWait: b.cfg.Stream.MaxBatchWait,
-			AllowedLateness: b.cfg.Stream.AllowedLateness,
+			AllowedLateness: b.cfg.Stream.AllowedLateness, Window: b.cfg.Stream.Window,
 		}
 		if drain {
 			ins[i].DrainTo = map[int32]int64{}

@@ -18,6 +18,9 @@ type Options struct {
 	// MaxRecords records or its first record is MaxWait old.
 	MaxRecords int
 	MaxWait    time.Duration
+	// Window is the length of the stream's windows; zero means
+	// window.Default.
+	Window window.Length
 	// AllowedLateness: a reading whose window ended this long before its
 	// partition's watermark is late (a dead letter, reason late).
 	AllowedLateness time.Duration
@@ -249,10 +252,10 @@ func (b *Batcher) Take(ctx context.Context, records []Record) error {
 			b.deadLetter(p, rec, string(reason), err.Error())
 			continue
 		}
-		if !p.watermark.Accept(r.Time, b.opts.AllowedLateness) {
+		if !p.watermark.Accept(r.Time, b.opts.Window, b.opts.AllowedLateness) {
 			b.deadLetter(p, rec, string(window.ReasonLate), fmt.Sprintf(
 				"window [%s, %s) closed: partition watermark %s, allowed lateness %s",
-				window.Start(r.Time).Format(time.RFC3339), window.End(r.Time).Format(time.RFC3339),
+				b.opts.Window.Start(r.Time).Format(time.RFC3339), b.opts.Window.End(r.Time).Format(time.RFC3339),
 				p.watermark.Time().Format(time.RFC3339Nano), b.opts.AllowedLateness))
 			continue
 		}

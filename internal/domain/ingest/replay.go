@@ -23,11 +23,11 @@ type Verdict struct {
 }
 
 // Rejudge decides again on a dead letter with today's registry and rules
-// (lim) and allowed lateness: it decodes the stored raw bytes as the
+// (lim), window length and allowed lateness: it decodes the stored raw bytes as the
 // consumer would, then judges lateness against the partition's watermark
 // at the time the record was quarantined. A late dead letter whose
 // watermark is unknown stays late: there is nothing to judge it against.
-func Rejudge(d DeadLetter, lim reading.Limits, allowedLateness time.Duration) Verdict {
+func Rejudge(d DeadLetter, lim reading.Limits, win window.Length, allowedLateness time.Duration) Verdict {
 	r, _, err := reading.Decode(d.Raw, d.RecordTime, lim)
 	if err != nil {
 		reason, _ := reading.RejectionReason(err)
@@ -36,10 +36,10 @@ func Rejudge(d DeadLetter, lim reading.Limits, allowedLateness time.Duration) Ve
 	if d.Watermark.IsZero() && d.Reason == string(window.ReasonLate) {
 		return Verdict{Reason: d.Reason, Error: d.Error}
 	}
-	if wm := window.RestoreWatermark(d.Watermark); wm.Late(r.Time, allowedLateness) {
+	if wm := window.RestoreWatermark(d.Watermark); wm.Late(r.Time, win, allowedLateness) {
 		return Verdict{Reason: string(window.ReasonLate), Error: fmt.Sprintf(
 			"window [%s, %s) closed: partition watermark %s, allowed lateness %s",
-			window.Start(r.Time).Format(time.RFC3339), window.End(r.Time).Format(time.RFC3339),
+			win.Start(r.Time).Format(time.RFC3339), win.End(r.Time).Format(time.RFC3339),
 			wm.Time().Format(time.RFC3339Nano), allowedLateness)}
 	}
 	return Verdict{Land: true, Reading: r}

@@ -34,7 +34,7 @@ func TestRejudge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			v := ingest.Rejudge(tt.d, registry, tt.lateness)
+			v := ingest.Rejudge(tt.d, registry, 0, tt.lateness)
 			if v.Land != tt.land || v.Reason != tt.reason {
 				t.Fatalf("Rejudge: land %v reason %q (%s), want land %v reason %q", v.Land, v.Reason, v.Error, tt.land, tt.reason)
 			}

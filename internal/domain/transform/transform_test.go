@@ -183,6 +183,74 @@ func TestPushRollingStats(t *testing.T) {
 	}
 }
 
+// TestRollingWindowHorizon: the same readings give different rolling
+// statistics with a 15-minute horizon (ROLLING_WINDOW=15m) than with the
+// default hour, each exactly the values of its own [t − Window, t).
+func TestRollingWindowHorizon(t *testing.T) {
+	t.Parallel()
+	// Minutes 0..59 carry the value of their minute, then minute 60.
+	var values []*float64
+	for m := range 61 {
+		values = append(values, v(float64(m)))
+	}
+	readings := seq(0, values...)
+	last := func(window time.Duration) transform.Stats {
+		p := transform.DefaultParams()
+		p.Window = window
+		s := transform.NewDeviceState(testDevice, testType, testLocation, p)
+		var e transform.Enriched
+		for _, a := range readings {
+			e = s.Push(toReading(a))
+		}
+		return e.Rolling
+	}
+	tests := []struct {
+		window time.Duration
+		want   transform.Stats
+	}{
+		// Minutes 0..59: 60 consecutive integers, variance 60·61/12.
+		{time.Hour, transform.Stats{Count: 60, Mean: 29.5, Std: math.Sqrt(305), HasStd: true, Min: 0, Max: 59, Z: 30.5 / math.Sqrt(305), HasZ: true}},
+		// Minutes 45..59 (the window start included): 15 values, variance
+		// 15·16/12, below MinHistory so no z.
+		{15 * time.Minute, transform.Stats{Count: 15, Mean: 52, Std: math.Sqrt(20), HasStd: true, Min: 45, Max: 59}},
+	}
+	for _, tt := range tests {
+		if diff := cmp.Diff(tt.want, last(tt.window), cmpopts.EquateApprox(1e-14, 0)); diff != "" {
+			t.Errorf("Window %s: rolling stats at minute 60 (-want +got):\n%s", tt.window, diff)
+		}
+	}
+
+	// Every reading of an irregular series with nulls: the count is the
+	// number of values in [t − Window, t), for both horizons.
+	var series []at
+	for i := range 200 {
+		m := float64(i) * 0.75
+		if i%7 == 3 {
+			series = append(series, at{m, nil})
+			continue
+		}
+		series = append(series, at{m, v(float64(i % 11))})
+	}
+	for _, window := range []time.Duration{15 * time.Minute, time.Hour} {
+		p := transform.DefaultParams()
+		p.Window = window
+		s := transform.NewDeviceState(testDevice, testType, testLocation, p)
+		for i, a := range series {
+			got := s.Push(toReading(a)).Rolling.Count
+			want := 0
+			at := toReading(a).Time
+			for _, b := range series[:i] {
+				if bt := toReading(b).Time; b.value != nil && !bt.Before(at.Add(-window)) && bt.Before(at) {
+					want++
+				}
+			}
+			if got != want {
+				t.Fatalf("Window %s, reading %d at minute %v: count %d, want %d", window, i, a.minute, got, want)
+			}
+		}
+	}
+}
+
 func TestDuplicateDoesNotEnterHistory(t *testing.T) {
 	t.Parallel()
 	base := join(stdTwo(), seq(30, v(21)))

@@ -36,7 +36,7 @@ func TestStartEnd(t *testing.T) {
 		{"1969-12-31T23:59:59.5Z", "1969-12-31T23:59:00Z", "1970-01-01T00:00:00Z"},
 	}
 	for _, tc := range cases {
-		start, end := Start(ts(tc.in)), End(ts(tc.in))
+		start, end := Length(Default).Start(ts(tc.in)), Length(0).End(ts(tc.in))
 		if start != ts(tc.start) || end != ts(tc.end) {
 			t.Errorf("window of %s = [%v, %v), want [%s, %s)", tc.in, start, end, tc.start, tc.end)
 		}
@@ -44,8 +44,81 @@ func TestStartEnd(t *testing.T) {
 	// A wall-clock time with a monotonic reading and a zone still maps to a
 	// plain UTC minute.
 	local := time.Date(2026, 11, 28, 15, 0, 30, 0, time.FixedZone("CET", 3600))
-	if got := Start(local); got != ts("2026-11-28T14:00:00Z") || got.Location() != time.UTC {
+	if got := Length(time.Minute).Start(local); got != ts("2026-11-28T14:00:00Z") || got.Location() != time.UTC {
 		t.Errorf("Start(%v) = %v in %v", local, got, got.Location())
+	}
+}
+
+func TestLengthFiveMinutes(t *testing.T) {
+	t.Parallel()
+	win := Length(5 * time.Minute)
+	cases := []struct {
+		in, start, end string
+	}{
+		{"2026-11-28T14:00:00Z", "2026-11-28T14:00:00Z", "2026-11-28T14:05:00Z"},
+		{"2026-11-28T14:04:59.999999Z", "2026-11-28T14:00:00Z", "2026-11-28T14:05:00Z"},
+		{"2026-11-28T14:05:00Z", "2026-11-28T14:05:00Z", "2026-11-28T14:10:00Z"},
+		{"2026-11-28T14:57:30Z", "2026-11-28T14:55:00Z", "2026-11-28T15:00:00Z"},
+		{"2026-11-28T15:33:00+01:30", "2026-11-28T14:00:00Z", "2026-11-28T14:05:00Z"},
+		{"1969-12-31T23:59:59.5Z", "1969-12-31T23:55:00Z", "1970-01-01T00:00:00Z"},
+	}
+	for _, tc := range cases {
+		start, end := win.Start(ts(tc.in)), win.End(ts(tc.in))
+		if start != ts(tc.start) || end != ts(tc.end) {
+			t.Errorf("5m window of %s = [%v, %v), want [%s, %s)", tc.in, start, end, tc.start, tc.end)
+		}
+	}
+
+	late := []struct {
+		watermark, event string
+		allowed          time.Duration
+		want             bool
+	}{
+		// A watermark past the minute is not past the 5-minute window.
+		{"2026-11-28T14:01:00Z", "2026-11-28T14:00:30Z", 0, false},
+		{"2026-11-28T14:04:59.999999Z", "2026-11-28T14:00:00Z", 0, false},
+		{"2026-11-28T14:05:00Z", "2026-11-28T14:04:59.999999Z", 0, true},
+		{"2026-11-28T14:05:00Z", "2026-11-28T14:05:00Z", 0, false},
+		{"2026-11-28T14:06:59.999999Z", "2026-11-28T14:00:00Z", 2 * time.Minute, false},
+		{"2026-11-28T14:07:00Z", "2026-11-28T14:00:00Z", 2 * time.Minute, true},
+	}
+	for _, tc := range late {
+		w := RestoreWatermark(ts(tc.watermark))
+		if got := w.Late(ts(tc.event), win, tc.allowed); got != tc.want {
+			t.Errorf("5m: Late(%s, %v) with watermark %s = %v, want %v", tc.event, tc.allowed, tc.watermark, got, tc.want)
+		}
+	}
+}
+
+func TestLengthValidate(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		d    time.Duration
+		want string // "" for valid
+	}{
+		{0, ""},
+		{30 * time.Second, ""},
+		{time.Minute, ""},
+		{2 * time.Minute, ""},
+		{5 * time.Minute, ""},
+		{15 * time.Minute, ""},
+		{time.Hour, ""},
+		{-time.Minute, "must be positive"},
+		{1500 * time.Millisecond, "must be a whole number of seconds"},
+		{7 * time.Minute, "must divide one hour evenly (such as 30s, 1m, 2m, 5m, 10m, 15m, 30m or 1h)"},
+		{2 * time.Hour, "must divide one hour evenly (such as 30s, 1m, 2m, 5m, 10m, 15m, 30m or 1h)"},
+	}
+	for _, tc := range cases {
+		got := ""
+		if err := Length(tc.d).Validate(); err != nil {
+			got = err.Error()
+		}
+		if got != tc.want {
+			t.Errorf("Length(%s).Validate() = %q, want %q", tc.d, got, tc.want)
+		}
+	}
+	if got := Length(0).Duration(); got != time.Minute {
+		t.Errorf("the zero Length is %s, want 1m", got)
 	}
 }
 
@@ -423,7 +496,7 @@ func TestWatermarkLate(t *testing.T) {
 			if tc.watermark != "" {
 				w.Observe(ts(tc.watermark))
 			}
-			if got := w.Late(ts(tc.event), tc.allowed); got != tc.want {
+			if got := w.Late(ts(tc.event), 0, tc.allowed); got != tc.want {
 				t.Errorf("Late(%s, %v) with watermark %s = %v, want %v", tc.event, tc.allowed, tc.watermark, got, tc.want)
 			}
 		})
@@ -442,7 +515,7 @@ func TestWatermarkReplay(t *testing.T) {
 	var w Watermark
 	var pass []bool
 	for _, off := range offsets {
-		pass = append(pass, w.Accept(base.Add(off), allowed))
+		pass = append(pass, w.Accept(base.Add(off), Length(Default), allowed))
 	}
 	wantPass := []bool{true, true, true, false, false, true, false, false, true, true}
 	if diff := cmp.Diff(wantPass, pass); diff != "" {
@@ -454,11 +527,11 @@ func TestWatermarkReplay(t *testing.T) {
 	for cut := range offsets {
 		var first Watermark
 		for _, off := range offsets[:cut] {
-			first.Accept(base.Add(off), allowed)
+			first.Accept(base.Add(off), Length(Default), allowed)
 		}
 		restored := RestoreWatermark(first.Time()) // committed with the offsets
 		for i, off := range offsets[cut:] {
-			if got := restored.Accept(base.Add(off), allowed); got != wantPass[cut+i] {
+			if got := restored.Accept(base.Add(off), Length(Default), allowed); got != wantPass[cut+i] {
 				t.Fatalf("restored at %d: event %d accepted = %v, want %v", cut, cut+i, got, wantPass[cut+i])
 			}
 		}
@@ -467,7 +540,7 @@ func TestWatermarkReplay(t *testing.T) {
 
 func TestWatermarkRestore(t *testing.T) {
 	t.Parallel()
-	if w := RestoreWatermark(time.Time{}); !w.IsZero() || w.Late(time.Unix(0, 0), 0) {
+	if w := RestoreWatermark(time.Time{}); !w.IsZero() || w.Late(time.Unix(0, 0), Length(Default), 0) {
 		t.Errorf("restoring the zero time gave %v", w.Time())
 	}
 	at := time.Date(2026, 11, 28, 15, 0, 0, 0, time.FixedZone("CET", 3600))
@@ -508,11 +581,11 @@ func ExampleWatermark() {
 	var w Watermark
 	for _, at := range []string{"14:00:10", "14:01:00", "14:00:59", "14:01:30"} {
 		t := ts("2026-11-28T" + at + "Z")
-		if !w.Accept(t, allowed) {
-			fmt.Println(at, ReasonLate, "window", Start(t).Format("15:04"), "closed")
+		if !w.Accept(t, Length(Default), allowed) {
+			fmt.Println(at, ReasonLate, "window", Length(Default).Start(t).Format("15:04"), "closed")
 			continue
 		}
-		fmt.Println(at, "on time in window", Start(t).Format("15:04"), "watermark", w.Time().Format("15:04:05"))
+		fmt.Println(at, "on time in window", Length(Default).Start(t).Format("15:04"), "watermark", w.Time().Format("15:04:05"))
 	}
 	// Output:
 	// 14:00:10 on time in window 14:00 watermark 14:00:10

@@ -18,6 +18,8 @@ import (
 
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
 	"github.com/iot-etl/iot-etl/internal/domain/ingest"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/domain/window"
 	"github.com/sethvargo/go-envconfig"
 )
 
@@ -35,6 +37,11 @@ type Config struct {
 
 	Dashboard Dashboard `env:", prefix=DASHBOARD_"`
 	Lineage   Lineage   `env:", prefix=OPENLINEAGE_"`
+
+	// RollingWindow is the trailing horizon of the rolling statistics of
+	// the shared transform, in the batch and the stream (Params.Window);
+	// unset, transform.DefaultParams().Window.
+	RollingWindow time.Duration `env:"ROLLING_WINDOW"`
 
 	// MetricsAddr is where the worker serves /metrics, /healthz and
 	// /readyz (host:port; an empty host is every interface, port 0 picks
@@ -169,8 +176,9 @@ type Batch struct {
 	ScheduleID    string        `env:"SCHEDULE_ID, default=iot-batch-nightly"`
 	ScheduleCron  string        `env:"SCHEDULE_CRON, default=0 2 * * *"`
 	CatchupWindow time.Duration `env:"CATCHUP_WINDOW, default=24h"`
-	// ChunkSize and Lookback default to batch.DefaultChunk and
-	// batch.DefaultLookback (see domainDefaults).
+	// ChunkSize defaults to batch.DefaultChunk (see domainDefaults).
+	// Lookback, the history read before the window for the rolling
+	// statistics, defaults to ROLLING_WINDOW and may not be shorter.
 	ChunkSize time.Duration `env:"CHUNK"`
 	Lookback  time.Duration `env:"LOOKBACK"`
 	// DQMin and RejectMax are the data-quality gate (batch.Gate): a run
@@ -187,6 +195,10 @@ func (b Batch) Gate() batch.Gate { return batch.Gate{DQMin: b.DQMin, RejectMax: 
 // Stream tunes the stream ETL. Unset, each takes the default of
 // internal/domain/ingest (see domainDefaults).
 type Stream struct {
+	// Window is the length of the tumbling event-time windows (see
+	// window.Length): a whole number of seconds that divides one hour;
+	// unset, window.Default.
+	Window          time.Duration `env:"WINDOW"`
 	AllowedLateness time.Duration `env:"ALLOWED_LATENESS"`
 	MaxBatchRecords int           `env:"MAX_BATCH_RECORDS"`
 	MaxBatchWait    time.Duration `env:"MAX_BATCH_WAIT"`
@@ -194,12 +206,26 @@ type Stream struct {
 	LeaseDuration   time.Duration `env:"LEASE_DURATION"`
 }
 
+// WindowLength is the stream's window length.
+func (s Stream) WindowLength() window.Length { return window.Length(s.Window) }
+
+// TransformParams are the parameters of the shared transform: the
+// domain's, with the configured rolling horizon.
+func (c *Config) TransformParams() transform.Params {
+	p := transform.DefaultParams()
+	p.Window = c.RollingWindow
+	return p
+}
+
 // domainDefaults are the defaults the domain defines, by variable: an
 // unset variable takes its value here. (A set one keeps its value, zero
-// included: STREAM_ALLOWED_LATENESS=0 allows no lateness.)
+// included: STREAM_ALLOWED_LATENESS=0 allows no lateness.) BATCH_LOOKBACK
+// unset takes ROLLING_WINDOW's value (LoadFrom): the history the rolling
+// statistics need.
 var domainDefaults = map[string]any{
+	"ROLLING_WINDOW":           transform.DefaultParams().Window,
 	"BATCH_CHUNK":              batch.DefaultChunk,
-	"BATCH_LOOKBACK":           batch.DefaultLookback,
+	"STREAM_WINDOW":            window.Default,
 	"STREAM_ALLOWED_LATENESS":  ingest.DefaultAllowedLateness,
 	"STREAM_MAX_BATCH_RECORDS": ingest.DefaultMaxRecords,
 	"STREAM_MAX_BATCH_WAIT":    ingest.DefaultMaxWait,
@@ -241,6 +267,9 @@ func LoadFrom(ctx context.Context, l envconfig.Lookuper) (*Config, error) {
 			v.Set(reflect.ValueOf(d))
 		}
 	})
+	if !rec.set["BATCH_LOOKBACK"] {
+		c.Batch.Lookback = c.RollingWindow
+	}
 	if c.Postgres.Database == "" {
 		c.Postgres.Database = "iot_locations"
 	}

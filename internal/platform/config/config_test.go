@@ -36,6 +36,9 @@ func TestDefaultsTargetTheLocalStack(t *testing.T) {
 		"queues":     []string{c.Temporal.BatchTaskQueue, c.Temporal.StreamTaskQueue},
 		"cron":       c.Batch.ScheduleCron,
 		"lateness":   c.Stream.AllowedLateness,
+		"window":     c.Stream.Window,
+		"rolling":    c.RollingWindow,
+		"lookback":   c.Batch.Lookback,
 	}
 	want := map[string]any{
 		"mysql":      "mysql://root@127.0.0.1:3306/iot_devices",
@@ -49,6 +52,9 @@ func TestDefaultsTargetTheLocalStack(t *testing.T) {
 		"queues":     []string{"iot-batch", "iot-stream"},
 		"cron":       "0 2 * * *",
 		"lateness":   10 * time.Minute,
+		"window":     time.Minute,
+		"rolling":    time.Hour,
+		"lookback":   time.Hour,
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("defaults (-want +got):\n%s", diff)
@@ -110,6 +116,92 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Errorf("error %q does not contain %q", err, tc.want)
+			}
+		})
+	}
+}
+
+// TestWindowSettings: STREAM_WINDOW and ROLLING_WINDOW parse, and
+// BATCH_LOOKBACK left unset follows ROLLING_WINDOW.
+func TestWindowSettings(t *testing.T) {
+	t.Parallel()
+	type got struct {
+		Window, Rolling, Lookback, ParamsWindow time.Duration
+	}
+	cases := []struct {
+		name string
+		env  map[string]string
+		want got
+	}{
+		{"defaults", nil, got{time.Minute, time.Hour, time.Hour, time.Hour}},
+		{"5-minute windows", map[string]string{"STREAM_WINDOW": "5m"}, got{5 * time.Minute, time.Hour, time.Hour, time.Hour}},
+		{"30-second windows", map[string]string{"STREAM_WINDOW": "30s"}, got{30 * time.Second, time.Hour, time.Hour, time.Hour}},
+		{"hour windows", map[string]string{"STREAM_WINDOW": "1h"}, got{time.Hour, time.Hour, time.Hour, time.Hour}},
+		{"shorter horizon: lookback follows", map[string]string{"ROLLING_WINDOW": "15m"},
+			got{time.Minute, 15 * time.Minute, 15 * time.Minute, 15 * time.Minute}},
+		{"longer horizon: lookback follows", map[string]string{"ROLLING_WINDOW": "2h"},
+			got{time.Minute, 2 * time.Hour, 2 * time.Hour, 2 * time.Hour}},
+		{"lookback set longer than the horizon is kept", map[string]string{"ROLLING_WINDOW": "15m", "BATCH_LOOKBACK": "1h"},
+			got{time.Minute, 15 * time.Minute, time.Hour, 15 * time.Minute}},
+		{"lookback equal to the horizon", map[string]string{"ROLLING_WINDOW": "2h", "BATCH_LOOKBACK": "2h"},
+			got{time.Minute, 2 * time.Hour, 2 * time.Hour, 2 * time.Hour}},
+		{"empty lookback is unset", map[string]string{"ROLLING_WINDOW": "90m", "BATCH_LOOKBACK": ""},
+			got{time.Minute, 90 * time.Minute, 90 * time.Minute, 90 * time.Minute}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			c, err := load(t, tc.env)
+			if err != nil {
+				t.Fatal(err)
+			}
+			p := c.TransformParams()
+			if diff := cmp.Diff(tc.want, got{c.Stream.Window, c.RollingWindow, c.Batch.Lookback, p.Window}); diff != "" {
+				t.Errorf("(-want +got):\n%s", diff)
+			}
+			if err := p.Validate(); err != nil {
+				t.Errorf("TransformParams: %v", err)
+			}
+			if got := c.Stream.WindowLength().Duration(); got != tc.want.Window {
+				t.Errorf("WindowLength = %s, want %s", got, tc.want.Window)
+			}
+		})
+	}
+}
+
+// TestWindowSettingsErrors: the exact error of each invalid window setting.
+func TestWindowSettingsErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{"STREAM_WINDOW": "0s"}, "config: STREAM_WINDOW=0s: must be positive"},
+		{map[string]string{"STREAM_WINDOW": "-5m"}, "config: STREAM_WINDOW=-5m0s: must be positive"},
+		{map[string]string{"STREAM_WINDOW": "1500ms"}, "config: STREAM_WINDOW=1.5s: must be a whole number of seconds"},
+		{map[string]string{"STREAM_WINDOW": "7m"},
+			"config: STREAM_WINDOW=7m0s: must divide one hour evenly (such as 30s, 1m, 2m, 5m, 10m, 15m, 30m or 1h)"},
+		{map[string]string{"STREAM_WINDOW": "2h"},
+			"config: STREAM_WINDOW=2h0m0s: must divide one hour evenly (such as 30s, 1m, 2m, 5m, 10m, 15m, 30m or 1h)"},
+		{map[string]string{"STREAM_WINDOW": "five minutes"},
+			`config: STREAM_WINDOW="five minutes": not a duration (such as 90s, 10m or 1h30m)`},
+		{map[string]string{"ROLLING_WINDOW": "0s"}, "config: ROLLING_WINDOW=0s: must be positive"},
+		{map[string]string{"ROLLING_WINDOW": "an hour"}, `config: ROLLING_WINDOW="an hour": not a duration (such as 90s, 10m or 1h30m)`},
+		{map[string]string{"ROLLING_WINDOW": "2h", "BATCH_LOOKBACK": "1h"},
+			"config: BATCH_LOOKBACK=1h0m0s: shorter than ROLLING_WINDOW=2h0m0s, so the readings at the start of a batch window would get truncated rolling statistics: set BATCH_LOOKBACK to at least ROLLING_WINDOW, or leave it unset to follow it"},
+		{map[string]string{"BATCH_LOOKBACK": "30m"},
+			"config: BATCH_LOOKBACK=30m0s: shorter than ROLLING_WINDOW=1h0m0s, so the readings at the start of a batch window would get truncated rolling statistics: set BATCH_LOOKBACK to at least ROLLING_WINDOW, or leave it unset to follow it"},
+		{map[string]string{"BATCH_LOOKBACK": "-1h"}, "config: BATCH_LOOKBACK=-1h0m0s: must not be negative"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.want, func(t *testing.T) {
+			t.Parallel()
+			_, err := load(t, tc.env)
+			if err == nil {
+				t.Fatalf("no error for %v", tc.env)
+			}
+			if err.Error() != tc.want {
+				t.Errorf("error\n got %q\nwant %q", err, tc.want)
 			}
 		})
 	}

@@ -266,11 +266,11 @@ func TestDomainDefaults(t *testing.T) {
 			t.Errorf("%s unset = %q, want the domain default %q", name, env[name], want)
 		}
 	}
-	c, err = load(t, map[string]string{"STREAM_ALLOWED_LATENESS": "0s", "BATCH_LOOKBACK": "0s"})
+	c, err = load(t, map[string]string{"STREAM_ALLOWED_LATENESS": "0s"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Stream.AllowedLateness != 0 || c.Batch.Lookback != 0 {
-		t.Errorf("set to zero: lateness %s, lookback %s; want 0 kept", c.Stream.AllowedLateness, c.Batch.Lookback)
+	if c.Stream.AllowedLateness != 0 {
+		t.Errorf("set to zero: lateness %s; want 0 kept", c.Stream.AllowedLateness)
 	}
 }

@@ -63,14 +63,24 @@ func (c *Config) Validate() error {
 	}
 	positive("BATCH_CHUNK", c.Batch.ChunkSize)
 	positive("BATCH_CATCHUP_WINDOW", c.Batch.CatchupWindow)
-	if c.Batch.Lookback < 0 {
+	positive("ROLLING_WINDOW", c.RollingWindow)
+	switch {
+	case c.Batch.Lookback < 0:
 		errs = append(errs, fmt.Errorf("BATCH_LOOKBACK=%s: must not be negative", c.Batch.Lookback))
+	case c.RollingWindow > 0 && c.Batch.Lookback < c.RollingWindow:
+		errs = append(errs, fmt.Errorf("BATCH_LOOKBACK=%s: shorter than ROLLING_WINDOW=%s, so the readings at the start of a batch window would get truncated rolling statistics: set BATCH_LOOKBACK to at least ROLLING_WINDOW, or leave it unset to follow it",
+			c.Batch.Lookback, c.RollingWindow))
 	}
 	if err := c.Batch.Gate().Validate(); err != nil {
 		errs = append(errs, fmt.Errorf("BATCH_DQ_MIN=%v, BATCH_REJECT_MAX=%v: %w", c.Batch.DQMin, c.Batch.RejectMax, err))
 	}
 	if len(strings.Fields(c.Batch.ScheduleCron)) != 5 {
 		errs = append(errs, fmt.Errorf("BATCH_SCHEDULE_CRON=%q: want five cron fields, such as \"0 2 * * *\"", c.Batch.ScheduleCron))
+	}
+	if c.Stream.Window <= 0 {
+		errs = append(errs, fmt.Errorf("STREAM_WINDOW=%s: must be positive", c.Stream.Window))
+	} else if err := c.Stream.WindowLength().Validate(); err != nil {
+		errs = append(errs, fmt.Errorf("STREAM_WINDOW=%s: %w", c.Stream.Window, err))
 	}
 	if c.Stream.AllowedLateness < 0 {
 		errs = append(errs, fmt.Errorf("STREAM_ALLOWED_LATENESS=%s: must not be negative", c.Stream.AllowedLateness))

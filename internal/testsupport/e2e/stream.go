@@ -47,6 +47,7 @@ type Stream struct {
 
 	mu                  sync.Mutex // guards what follows and the generator
 	produced, malformed int
+	window              time.Duration // the started stream's StreamInput.Window
 }
 
 // StreamOptions shape NewStreamWith. Zero values are the defaults of
@@ -145,6 +146,9 @@ func (s *Stream) ID() string { return workflows.StreamWorkflowID(s.Topic) }
 func (s *Stream) Start(in workflows.StreamInput) client.WorkflowRun {
 	s.T.Helper()
 	in.Topic = s.Topic
+	s.mu.Lock()
+	s.window = in.Window
+	s.mu.Unlock()
 	run, err := s.TC.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
 		ID: s.ID(), TaskQueue: s.Stack.Config.Temporal.StreamTaskQueue, WorkflowExecutionTimeout: 30 * time.Minute,
 	}, workflows.StreamWorkflowName, in)
@@ -270,12 +274,16 @@ func (s *Stream) Signal(name string) {
 // CheckExact asserts that every produced record landed exactly once: raw
 // rows = valid messages, dead letters = malformed ones, the windows equal a
 // recomputation from the raw rows, and every partition is committed up to
-// its high watermark.
+// its high watermark. The windows are those of the length the stream was
+// started with.
 func (s *Stream) CheckExact() {
 	s.T.Helper()
 	produced, malformed := s.Counts()
+	s.mu.Lock()
+	win := s.window
+	s.mu.Unlock()
 	CheckStreamExact(s.T, s.Stack, s.Prod, s.Topic, StreamExpect{Produced: int64(produced), Quarantined: int64(malformed),
-		ByReason: map[string]int64{"not_json": int64(malformed)}})
+		ByReason: map[string]int64{"not_json": int64(malformed)}, Window: win})
 }
 
 // StreamExpect is what a topic's stream must have landed.

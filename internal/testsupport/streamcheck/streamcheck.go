@@ -8,6 +8,7 @@ package streamcheck
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -15,6 +16,7 @@ import (
 	"github.com/iot-etl/iot-etl/internal/adapter/kafka"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/sink"
 	"github.com/iot-etl/iot-etl/internal/domain/ingest"
+	"github.com/iot-etl/iot-etl/internal/domain/window"
 )
 
 // Expect is what a topic's stream must have landed.
@@ -27,6 +29,10 @@ type Expect struct {
 	Quarantined int64
 	// ByReason, when set, are the open dead letters by reason.
 	ByReason map[string]int64
+	// Window is the length of the stream's windows (its StreamInput's);
+	// zero means window.Default. The windows are recomputed from the raw
+	// rows with it.
+	Window time.Duration
 }
 
 // Result is what Check found.
@@ -54,7 +60,7 @@ func (r *Result) problem(format string, args ...any) {
 
 // Check compares the stream of topic, in the TimescaleDB database ts, with
 // want: raw rows = produced - quarantined, dead letters by reason, windows
-// = a recomputation from the raw rows, anomalies with their readings, and
+// = a recomputation from the raw rows in windows of want.Window, anomalies with their readings, and
 // every partition committed up to its high watermark (read with cl) with
 // counters that add up, duplicates 0 among them. A mismatch is a Problem;
 // the error is for a query that failed.
@@ -91,15 +97,16 @@ func Check(ctx context.Context, ts *pgxpool.Pool, cl *kgo.Client, topic string, 
 	if n := count(`SELECT coalesce(sum(reading_count), 0) FROM public.sensor_readings_stream_agg`); n != valid {
 		r.problem("readings in windows = %d, want %d", n, valid)
 	}
+	length := int64(window.Length(want.Window).Duration() / time.Second)
 	mismatched := count(`WITH raw AS (
-		SELECT device_id, date_bin(interval '1 minute', time, timestamptz '2000-01-01 00:00:00+00') AS w,
+		SELECT device_id, date_bin($1::bigint * interval '1 second', time, timestamptz '2000-01-01 00:00:00+00') AS w,
 		       count(*) AS n, count(value) AS nv, coalesce(sum(value::numeric), 0) AS s,
 		       coalesce(sum(value::numeric * value::numeric), 0) AS ss, min(value) AS mn, max(value) AS mx
 		FROM public.sensor_readings GROUP BY 1, 2)
 		SELECT count(*) FROM raw FULL JOIN public.sensor_readings_stream_agg a ON a.device_id = raw.device_id AND a.window_start = raw.w
-		WHERE raw.device_id IS NULL OR a.device_id IS NULL OR a.window_end <> raw.w + interval '1 minute'
+		WHERE raw.device_id IS NULL OR a.device_id IS NULL OR a.window_end <> raw.w + $1::bigint * interval '1 second'
 		   OR a.reading_count <> raw.n OR a.value_count <> raw.nv OR a.value_sum <> raw.s OR a.value_sum_sq <> raw.ss
-		   OR a.value_min IS DISTINCT FROM raw.mn OR a.value_max IS DISTINCT FROM raw.mx`)
+		   OR a.value_min IS DISTINCT FROM raw.mn OR a.value_max IS DISTINCT FROM raw.mx`, length)
 	if mismatched != 0 {
 		r.problem("%d windows differ from the recomputation from the raw readings", mismatched)
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/iot-etl/iot-etl/internal/domain/ingest"
-	"github.com/iot-etl/iot-etl/internal/domain/window"
 )
 
 // ReplayFilter selects the open dead letters of a topic a replay takes:
@@ -159,12 +158,12 @@ func (s *Sink) replay(ctx context.Context, runID string, land []ReplayLanding, d
 	if len(readings) > 0 {
 		perWindow := map[windowKey]int{}
 		for _, r := range readings {
-			perWindow[windowKey{r.DeviceID, window.Start(r.Time).UnixMicro()}]++
+			perWindow[windowKey{r.DeviceID, s.win.Start(r.Time).UnixMicro()}]++
 		}
 		if err := s.stage(ctx, tx, readings, perWindow); err != nil {
 			return nil, err
 		}
-		rows, err := tx.Query(ctx, replaySQL, s.topic)
+		rows, err := tx.Query(ctx, s.sql.replay, s.topic)
 		if err != nil {
 			return nil, fmt.Errorf("replay: land readings: %w", err)
 		}
@@ -213,7 +212,3 @@ func (s *Sink) replay(ctx context.Context, runID string, land []ReplayLanding, d
 	}
 	return out, nil
 }
-
-// replaySQL lands the staged readings of a replay and returns the record
-// (partition, offset) of each reading it inserted.
-var replaySQL = landCTEs + `SELECT partition, "offset" FROM landed`

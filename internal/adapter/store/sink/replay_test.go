@@ -45,7 +45,7 @@ func TestReplayLandsOnce(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range results {
 		wg.Go(func() {
-			snk, err := sink.Open(ctx, s.Timescale, topic)
+			snk, err := sink.Open(ctx, s.Timescale, topic, 0)
 			if err != nil {
 				t.Error(err)
 				return
@@ -73,7 +73,7 @@ func TestReplayLandsOnce(t *testing.T) {
 			t.Errorf("second replay: dead letter %d %s, want %s", id, second[id], sink.ReplayGone)
 		}
 	}
-	snk, err := sink.Open(ctx, s.Timescale, topic)
+	snk, err := sink.Open(ctx, s.Timescale, topic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -39,6 +39,8 @@ var ErrLeaseFenced = errors.New("stream lease fenced: a newer lease owns the par
 type Sink struct {
 	conn  *pgx.Conn
 	topic string
+	win   window.Length
+	sql   windowStatements
 	// lastWindow is, per device, the start (Unix µs) of the latest window
 	// this sink committed: a later window cannot be stored yet unless
 	// another writer wrote it, so the fast path inserts it plainly.
@@ -67,8 +69,9 @@ var streamStageColumns = []string{"partition", "offset", "time", "device_id", "v
 
 // Open opens a connection of its own (not one of the pool's, so
 // long-lived leases never starve the batch activities) with the pool's
-// settings, and creates the staging table on it.
-func Open(ctx context.Context, pool *pgxpool.Pool, topic string) (*Sink, error) {
+// settings, and creates the staging table on it. The sink aggregates
+// readings into windows of length win (zero: window.Default).
+func Open(ctx context.Context, pool *pgxpool.Pool, topic string, win window.Length) (*Sink, error) {
 	cfg := pool.Config().ConnConfig.Copy()
 	if cfg.RuntimeParams == nil {
 		cfg.RuntimeParams = map[string]string{}
@@ -87,7 +90,7 @@ func Open(ctx context.Context, pool *pgxpool.Pool, topic string) (*Sink, error) 
 		conn.Close(ctx)
 		return nil, fmt.Errorf("stream sink: create staging table: %w", err)
 	}
-	return &Sink{conn: conn, topic: topic, lastWindow: map[string]int64{}}, nil
+	return &Sink{conn: conn, topic: topic, win: win, sql: statementsFor(win), lastWindow: map[string]int64{}}, nil
 }
 
 // Close closes the connection; the staging table goes with it.
@@ -125,16 +128,23 @@ func (s *Sink) RecentReadings(ctx context.Context, devices []string, until time.
 	return out, nil
 }
 
-// The window aggregates: value::numeric is PostgreSQL's float8 → numeric
-// cast (15 significant digits, modelled exactly by internal/domain/window);
-// numeric * numeric is exact (numeric ^ 2 is not). date_bin does not depend
-// on the session time zone, unlike date_trunc on timestamptz.
-const windowSelect = `SELECT w, w + interval '1 minute', device_id, count(*), count(value),
+// windowSelect aggregates the readings of from (with a WHERE clause,
+// possibly empty) into windows of length win. value::numeric is
+// PostgreSQL's float8 → numeric cast (15 significant digits, modelled
+// exactly by internal/domain/window); numeric * numeric is exact (numeric ^ 2
+// is not). date_bin does not depend on the session time zone, unlike
+// date_trunc on timestamptz, and its bins from 2000-01-01 00:00 UTC are
+// window.Length.Start's for every length that divides an hour. The length
+// is a validated whole number of seconds, rendered into the statement.
+func windowSelect(win window.Length, from, where string) string {
+	length := fmt.Sprintf("interval '%d seconds'", int64(win.Duration()/time.Second))
+	return `SELECT w, w + ` + length + `, device_id, count(*), count(value),
 	       coalesce(sum(value::numeric), 0), coalesce(sum(value::numeric * value::numeric), 0),
 	       min(value), max(value), count(*) FILTER (WHERE reasons IS NOT NULL), now()
-	FROM (SELECT date_bin(interval '1 minute', time, timestamptz '2000-01-01 00:00:00+00') AS w, * FROM %s) l
-	%s
+	FROM (SELECT date_bin(` + length + `, time, timestamptz '2000-01-01 00:00:00+00') AS w, * FROM ` + from + `) l
+	` + where + `
 	GROUP BY w, device_id`
+}
 
 const windowColumns = `(window_start, window_end, device_id, reading_count, value_count, value_sum, value_sum_sq,
 	 value_min, value_max, anomaly_count, updated_at)`
@@ -151,10 +161,11 @@ const mergeWindows = `ON CONFLICT (device_id, window_start) DO UPDATE SET
 		updated_at    = excluded.updated_at`
 
 // landCTEs insert the staged readings, ignoring those already stored, and
-// merge ONLY the newly inserted ones (landed) into the windows and the
-// anomalies. landSQL (a batch's general path) and replaySQL (a dead-letter
-// replay) end them with what each needs to know of landed.
-var landCTEs = `
+// merge ONLY the newly inserted ones (landed) into the windows of length
+// win and the anomalies. land (a batch's general path) and replay (a
+// dead-letter replay) end them with what each needs to know of landed.
+func landCTEs(win window.Length) string {
+	return `
 WITH inserted AS (
 	INSERT INTO public.sensor_readings (time, device_id, value, battery, rssi, source)
 	SELECT time, device_id, value, battery, rssi, 'stream' FROM stream_stage
@@ -168,23 +179,37 @@ WITH inserted AS (
 	ON CONFLICT (device_id, time) DO NOTHING
 ), windows AS (
 	INSERT INTO public.sensor_readings_stream_agg AS a ` + windowColumns + `
-	` + fmt.Sprintf(windowSelect, "landed", "") + `
+	` + windowSelect(win, "landed", "") + `
 	` + mergeWindows + `
 )
 `
+}
 
-// landSQL returns, per partition, the rows inserted and how many of them
-// were flagged.
-var landSQL = landCTEs + `SELECT partition, count(*), count(*) FILTER (WHERE reasons IS NOT NULL) FROM landed GROUP BY partition`
+// windowStatements are the statements of a sink that depend on its window
+// length.
+type windowStatements struct {
+	// land returns, per partition, the rows inserted and how many of them
+	// were flagged.
+	land string
+	// replay lands the staged readings of a replay and returns the record
+	// (partition, offset) of each reading it inserted.
+	replay string
+	// The staged part of the fast path (landDirect): windows of several
+	// readings of the batch that cannot exist yet are inserted without
+	// merging (fastNew); windows that may exist are merged (fastMerge).
+	fastNew, fastMerge string
+}
 
-// The staged part of the fast path (landDirect): windows of several readings
-// of the batch that cannot exist yet are inserted without merging; windows
-// that may exist are merged.
-var (
-	fastNewWindowsSQL    = `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE NOT merge AND NOT single")
-	fastMergeWindowsSQL  = `INSERT INTO public.sensor_readings_stream_agg AS a ` + windowColumns + "\n" + fmt.Sprintf(windowSelect, "stream_stage", "WHERE merge") + "\n" + mergeWindows
-	errFastPathConflicts = errors.New("stored readings or windows in the batch")
-)
+func statementsFor(win window.Length) windowStatements {
+	return windowStatements{
+		land:      landCTEs(win) + `SELECT partition, count(*), count(*) FILTER (WHERE reasons IS NOT NULL) FROM landed GROUP BY partition`,
+		replay:    landCTEs(win) + `SELECT partition, "offset" FROM landed`,
+		fastNew:   `INSERT INTO public.sensor_readings_stream_agg ` + windowColumns + "\n" + windowSelect(win, "stream_stage", "WHERE NOT merge AND NOT single"),
+		fastMerge: `INSERT INTO public.sensor_readings_stream_agg AS a ` + windowColumns + "\n" + windowSelect(win, "stream_stage", "WHERE merge") + "\n" + mergeWindows,
+	}
+}
+
+var errFastPathConflicts = errors.New("stored readings or windows in the batch")
 
 // advanceSQL writes the dead letters (a record already quarantined is not
 // added again) and moves the offsets, watermarks and counters of the
@@ -268,7 +293,7 @@ func (s *Sink) commit(ctx context.Context, b *ingest.Batch) (map[int32]ingest.Co
 	if len(b.Readings) > 0 {
 		perWindow := make(map[windowKey]int, len(b.Readings))
 		for _, r := range b.Readings {
-			perWindow[windowKey{r.DeviceID, window.Start(r.Time).UnixMicro()}]++
+			perWindow[windowKey{r.DeviceID, s.win.Start(r.Time).UnixMicro()}]++
 		}
 		switch landErr := s.landDirect(ctx, tx, b.Readings, perWindow); {
 		case landErr == nil:
@@ -319,7 +344,7 @@ func (s *Sink) commit(ctx context.Context, b *ingest.Batch) (map[int32]ingest.Co
 		return nil, fmt.Errorf("stream batch: commit: %w", err)
 	}
 	for _, r := range b.Readings {
-		if w := window.Start(r.Time).UnixMicro(); w > s.lastWindow[r.DeviceID] {
+		if w := s.win.Start(r.Time).UnixMicro(); w > s.lastWindow[r.DeviceID] {
 			s.lastWindow[r.DeviceID] = w
 		}
 	}
@@ -345,7 +370,7 @@ func (s *Sink) landGeneral(ctx context.Context, tx pgx.Tx, readings []ingest.Rea
 	if err := s.stage(ctx, tx, readings, perWindow); err != nil {
 		return err
 	}
-	rows, err := tx.Query(ctx, landSQL, s.topic)
+	rows, err := tx.Query(ctx, s.sql.land, s.topic)
 	if err != nil {
 		return fmt.Errorf("stream batch: land readings: %w", err)
 	}
@@ -393,11 +418,11 @@ func (s *Sink) landDirect(ctx context.Context, tx pgx.Tx, readings []ingest.Read
 	var singles, anomalies [][]any
 	var rest []ingest.Reading
 	for _, r := range readings {
-		start := window.Start(r.Time)
+		start := s.win.Start(r.Time)
 		key := windowKey{r.DeviceID, start.UnixMicro()}
 		last, seen := s.lastWindow[r.DeviceID]
 		if merge := seen && key.start <= last; !merge && perWindow[key] == 1 {
-			singles = append(singles, singleWindow(r, start))
+			singles = append(singles, singleWindow(r, start, s.win))
 		} else {
 			rest = append(rest, r)
 		}
@@ -425,8 +450,8 @@ func (s *Sink) landDirect(ctx context.Context, tx pgx.Tx, readings []ingest.Read
 		return err
 	}
 	batch := &pgx.Batch{}
-	batch.Queue(fastNewWindowsSQL)
-	batch.Queue(fastMergeWindowsSQL)
+	batch.Queue(s.sql.fastNew)
+	batch.Queue(s.sql.fastMerge)
 	br := tx.SendBatch(ctx, batch)
 	for _, what := range []string{"insert windows", "merge windows"} {
 		if _, err := br.Exec(); err != nil {
@@ -450,9 +475,9 @@ func readingRows(readings []ingest.Reading) pgx.CopyFromSource {
 	})
 }
 
-// singleWindow is the windows-table row of a window holding one reading:
-// its aggregate is window.Agg's, as SQL would merge it.
-func singleWindow(r ingest.Reading, start time.Time) []any {
+// singleWindow is the windows-table row of a window of length win holding
+// one reading: its aggregate is window.Agg's, as SQL would merge it.
+func singleWindow(r ingest.Reading, start time.Time, win window.Length) []any {
 	var agg window.Agg
 	if r.ValueValid {
 		agg.Add(r.Value)
@@ -465,7 +490,7 @@ func singleWindow(r ingest.Reading, start time.Time) []any {
 	if agg.Count > 0 {
 		lo, hi = agg.Min, agg.Max
 	}
-	return []any{start, start.Add(window.Size), r.DeviceID, int64(1), agg.Count, numeric(agg.Sum), numeric(agg.SumSq), lo, hi, anomalies}
+	return []any{start, start.Add(win.Duration()), r.DeviceID, int64(1), agg.Count, numeric(agg.Sum), numeric(agg.SumSq), lo, hi, anomalies}
 }
 
 func numeric(d window.Decimal) pgtype.Numeric {
@@ -529,7 +554,7 @@ func advanceArgs(topic string, b *ingest.Batch, landed map[int32]ingest.Counters
 // committed through this sink (that window may be stored already), and
 // single when no other reading of the batch shares its window.
 func (s *Sink) stageRow(r *ingest.Reading, perWindow map[windowKey]int, row []any) []any {
-	start := window.Start(r.Time).UnixMicro()
+	start := s.win.Start(r.Time).UnixMicro()
 	last, seen := s.lastWindow[r.DeviceID]
 	var reasons any
 	if r.Reasons != nil {

@@ -45,12 +45,12 @@ func TestStreamLeaseFencing(t *testing.T) {
 	t.Parallel()
 	s := testenv.Databases(t)
 	ctx := context.Background()
-	first, err := sink.Open(ctx, s.Timescale, fenceTopic)
+	first, err := sink.Open(ctx, s.Timescale, fenceTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer first.Close(ctx)
-	second, err := sink.Open(ctx, s.Timescale, fenceTopic)
+	second, err := sink.Open(ctx, s.Timescale, fenceTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,7 +114,7 @@ func TestStreamCommitIsIdempotent(t *testing.T) {
 	t.Parallel()
 	s := testenv.Databases(t)
 	ctx := context.Background()
-	sink, err := sink.Open(ctx, s.Timescale, fenceTopic)
+	sink, err := sink.Open(ctx, s.Timescale, fenceTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -183,7 +183,7 @@ func TestStreamCommitMergesWindowsAcrossBatches(t *testing.T) {
 			t.Errorf("counters %+v, want %+v", got[0], want)
 		}
 	}
-	first, err := sink.Open(ctx, s.Timescale, fenceTopic)
+	first, err := sink.Open(ctx, s.Timescale, fenceTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -196,7 +196,7 @@ func TestStreamCommitMergesWindowsAcrossBatches(t *testing.T) {
 	null := r(0, 4, 185, 0)
 	null.ValueValid = false
 	commit(first, c[0].Epoch, 2, r(0, 2, 30, 19.75), r(0, 3, 65, 22), null)
-	second, err := sink.Open(ctx, s.Timescale, fenceTopic)
+	second, err := sink.Open(ctx, s.Timescale, fenceTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,7 +227,7 @@ func TestStreamCommitRunsAgainAfterDeadlock(t *testing.T) {
 	s := testenv.Databases(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	lease, err := sink.Open(ctx, s.Timescale, fenceTopic)
+	lease, err := sink.Open(ctx, s.Timescale, fenceTopic, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -16,10 +16,11 @@ const (
 	MismatchMissingBatch  = "missing_batch"  // only the stream windows have it
 )
 
-// reconcileCTEs roll the stream's 1-minute windows and the batch facts of
-// [$1, $2) up per device and hour, and join them: each side's readings,
-// readings with a value, exact sum (numeric, as the windows keep it), min
-// and max. $1 and $2 are whole hours.
+// reconcileCTEs roll the stream's windows (of any length that divides an
+// hour, so each lies in one hour) and the batch facts of [$1, $2) up per
+// device and hour, and join them: each side's readings, readings with a
+// value, exact sum (numeric, as the windows keep it), min and max. $1 and
+// $2 are whole hours.
 const reconcileCTEs = `
 WITH s AS (
 	SELECT device_id, date_bin(interval '1 hour', window_start, timestamptz '2000-01-01 00:00:00+00') AS hour,
