@@ -32,7 +32,7 @@ var jobDatasets = map[string]struct{ inputs, outputs []string }{
 	JobBatch: {
 		inputs: []string{"mysql:devices", "mysql:device_types", "locations:public.locations", "public.sensor_readings"},
 		outputs: []string{"dwh.fact_sensor_readings_enriched", "dwh.fact_hourly_agg", "dwh.dim_devices", "dwh.dim_locations",
-			"dwh.ml_features", "dwh.etl_runs"},
+			"dwh.ml_features", "dwh.anomaly_predictions", "dwh.etl_runs"},
 	},
 	JobDLQReplay: {
 		inputs:  []string{"public.stream_dead_letters", "mysql:devices"},

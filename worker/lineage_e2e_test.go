@@ -148,8 +148,8 @@ func TestLineageEvents(t *testing.T) {
 	if _, ok := findDataset(done.Outputs, res.Features.WindowURL); !ok || res.Features.WindowURL == "" {
 		t.Errorf("no output dataset for the feature files %q: %+v", res.Features.WindowURL, done.Outputs)
 	}
-	if start := evs[0]; len(start.Inputs) != 4 || len(start.Outputs) != 6 {
-		t.Errorf("START: %d inputs, %d outputs; want 4 and 6", len(start.Inputs), len(start.Outputs))
+	if start := evs[0]; len(start.Inputs) != 4 || len(start.Outputs) != 7 {
+		t.Errorf("START: %d inputs, %d outputs; want 4 and 7", len(start.Inputs), len(start.Outputs))
 	}
 
 	// A reconciliation.
