@@ -303,7 +303,7 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 	if err != nil {
 		return LoadFactsResult{}, err
 	}
-	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets}, nil
+	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets, Sums: l.Sums}, nil
 }
 
 // RefreshAggregates refreshes the continuous aggregate over the window when
@@ -317,12 +317,13 @@ func (b *Batch) RefreshAggregates(ctx context.Context, in RefreshAggregatesInput
 	return warehouse.RefreshContinuousAggregate(ctx, b.Timescale, in.Window)
 }
 
-// FinishRun measures the window in the warehouse, scores anomaly detection
+// FinishRun measures the window in the warehouse (from the loads' sums
+// when every shard's first load reported them), scores anomaly detection
 // against the seeder's ground truth, and closes the run row.
 func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResult, error) {
 	defer startHeartbeat(ctx).Stop()
 	run := b.run(in.Run)
-	fig, err := run.Measure(ctx, in.Window)
+	fig, err := run.Measure(ctx, in.Window, in.LoadedSums)
 	if err != nil {
 		return FinishRunResult{}, err
 	}

@@ -133,6 +133,9 @@ type LoadFactsResult struct {
 	Rows    int64 `json:"rows"`
 	Changed int64 `json:"changed"`
 	Buckets int64 `json:"buckets"`
+	// Sums are the figures of the rows a first load of the window
+	// inserted (all the shard's facts of it); nil after an upsert.
+	Sums *batch.FactSums `json:"sums,omitempty"`
 }
 
 // RefreshAggregatesInput refreshes the hourly continuous aggregate of a
@@ -191,6 +194,10 @@ type FinishRunInput struct {
 	FinishedAt   time.Time        `json:"finished_at"`
 	// StagingRecoveries counts the times the run re-created lost staging.
 	StagingRecoveries int `json:"staging_recoveries,omitempty"`
+	// LoadedSums, when set, are the window's fact figures added up from
+	// every shard's LoadFactsResult.Sums; FinishRun then does not read the
+	// facts again. Nil: it measures them.
+	LoadedSums *batch.FactSums `json:"loaded_sums,omitempty"`
 }
 
 // DetectionScore is precision and recall of one anomaly kind against the

@@ -57,14 +57,24 @@ type deps struct {
 
 // run serves until ctx ends. env, when not nil, replaces the process
 // environment and .env as the configuration source.
-func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Lookuper) error {
+func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Lookuper) (err error) {
 	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
 	queues := fs.String("queues", "batch,stream", "task queues to serve: batch, stream or both")
 	stopTimeout := fs.Duration("stop-timeout", 30*time.Second, "time running activities get to finish on shutdown")
 	maxBatchActivities := fs.Int("batch-activities", 4, "batch activities this worker runs at once")
+	var prof profiles
+	prof.flags(fs)
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
+	if err := prof.start(); err != nil {
+		return err
+	}
+	defer func() {
+		if perr := prof.stop(); perr != nil && err == nil {
+			err = perr
+		}
+	}()
 	serveBatch, serveStream, err := parseQueues(*queues)
 	if err != nil {
 		return err
@@ -82,7 +92,7 @@ func run(ctx context.Context, args []string, logOut io.Writer, env envconfig.Loo
 
 	// Batch activities hold up to two connections each (a read and a copy
 	// or an export); the stream leases bring connections of their own.
-	dbs, err := store.Open(ctx, cfg, log, int32(2**maxBatchActivities+4))
+	dbs, err := store.Open(ctx, cfg, log, store.Options{TimescaleConns: int32(2**maxBatchActivities + 4), Statements: prof.stmts})
 	if err != nil {
 		return err
 	}

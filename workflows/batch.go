@@ -191,6 +191,7 @@ type batchRun struct {
 	result   BatchResult
 	loaded   map[int]bool // shards whose facts are loaded
 	rows     map[int]int64
+	sums     map[int]*batch.FactSums // what each shard's first load inserted
 	phaseAt  time.Time
 
 	recovery      bool // lost staging is re-created (changeStagingRecovery)
@@ -224,6 +225,7 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 		ref:    activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
 		loaded: map[int]bool{},
 		rows:   map[int]int64{},
+		sums:   map[int]*batch.FactSums{},
 	}
 	r.progress.Phase = PhaseStarting
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return r.progress, nil }); err != nil {
@@ -438,6 +440,9 @@ func (r *batchRun) finish(ctx workflow.Context, phase string, status batch.Statu
 		Rejects: r.result.Rejects, PhaseMillis: r.result.PhaseMillis, FeaturesPath: r.result.Features.WindowURL,
 		Error: errMsg, FinishedAt: workflow.Now(ctx), StagingRecoveries: r.result.StagingRecoveries,
 	}
+	if status == batch.StatusSucceeded {
+		in.LoadedSums = r.loadedSums(ctx)
+	}
 	var fin activities.FinishRunResult
 	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.FinishRun, in).Get(ctx, &fin); err != nil {
 		return fmt.Errorf("finish run: %w", err)
@@ -449,6 +454,24 @@ func (r *batchRun) finish(ctx workflow.Context, phase string, status batch.Statu
 	}
 	r.enter(ctx, phase, 0)
 	return nil
+}
+
+// loadedSums adds up the sums every shard's load reported, or returns nil
+// when a shard has none (it upserted: its facts were there before).
+func (r *batchRun) loadedSums(ctx workflow.Context) *batch.FactSums {
+	var total batch.FactSums
+	for shard := 0; shard < r.in.Shards; shard++ {
+		s := r.sums[shard]
+		if s == nil {
+			return nil
+		}
+		var err error
+		if total, err = total.Add(*s); err != nil {
+			workflow.GetLogger(ctx).Warn("load sums not added up; the finish measures the facts", "error", err)
+			return nil
+		}
+	}
+	return &total
 }
 
 // fail records a failed run (on a disconnected context, so a cancelled

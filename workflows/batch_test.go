@@ -799,3 +799,41 @@ func TestSourceSchemaIsNotRetried(t *testing.T) {
 		t.Errorf("ExtractDevices ran %d times, LoadFacts %d; want 1 and 0", attempts, loads)
 	}
 }
+
+// TestFinishUsesTheLoadsSums: when every shard's load reports the sums of
+// what it inserted, FinishRun gets their total and need not read the facts;
+// when one shard upserted (no sums), it gets none and measures.
+func TestFinishUsesTheLoadsSums(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		upserts int // the shard that reports no sums; -1: none
+		want    *batch.FactSums
+	}{
+		{"every shard inserted", -1, &batch.FactSums{Rows: 3, Anomalies: 3, Quality: "1.5", Checksum: "3000000000000000000"}},
+		{"one shard upserted", 1, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got *batch.FactSums
+			env := newBatchEnv(t, func(env *testsuite.TestWorkflowEnvironment) {
+				env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
+					func(_ context.Context, in activities.LoadFactsInput) (activities.LoadFactsResult, error) {
+						res := activities.LoadFactsResult{Rows: in.ExpectedRows}
+						if in.Shard != tc.upserts {
+							res.Sums = &batch.FactSums{Rows: 1, Anomalies: 1, Quality: "0.5", Checksum: "1000000000000000000"}
+						}
+						return res, nil
+					})
+				env.OnActivity(a.FinishRun, mock.Anything, mock.Anything).Return(
+					func(_ context.Context, in activities.FinishRunInput) (activities.FinishRunResult, error) {
+						got = in.LoadedSums
+						return activities.FinishRunResult{FactRows: 3}, nil
+					})
+			})
+			env.ExecuteWorkflow(BatchETLWorkflow, BatchInput{WindowStart: nov20, WindowEnd: nov21, Shards: 3})
+			result(t, env)
+			if diff := cmp.Diff(tc.want, got); diff != "" {
+				t.Errorf("FinishRunInput.LoadedSums (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

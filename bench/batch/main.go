@@ -23,6 +23,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
@@ -63,6 +64,12 @@ type Size struct {
 	RatioTL        float64            `json:"ratio_sql_over_transform_plus_load"`
 	ZScoreAgree    int64              `json:"zscore_rows_agreeing"`
 	FactChecksum   string             `json:"fact_checksum"`
+	// The batch's wall time no activity was running (workflow tasks,
+	// scheduling and dispatch between the steps), from its history.
+	OrchestrationS     float64 `json:"orchestration_seconds"`
+	OrchestrationShare float64 `json:"orchestration_share"`
+	ActivityAttempts   int     `json:"activity_attempts"`
+	HistoryEvents      int     `json:"history_events"`
 }
 
 func run(ctx context.Context) error {
@@ -70,6 +77,7 @@ func run(ctx context.Context) error {
 	days := flag.Int("days", 7, "UTC days of 1-minute readings per device")
 	shards := flag.Int("shards", 8, "transform/load shards")
 	out := flag.String("out", "bench/results/batch.json", "results file")
+	profile := flag.String("profile", "", "directory for the worker's CPU, allocation and SQL statement profiles (one set per size)")
 	flag.Parse()
 
 	base, err := config.Load(ctx)
@@ -99,7 +107,7 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("-sizes: %w", err)
 		}
-		r, m, err := runSize(ctx, base, srv.Addr, workerBin, tmp, n, *days, *shards)
+		r, m, err := runSize(ctx, base, srv.Addr, workerBin, tmp, *profile, n, *days, *shards)
 		if err != nil {
 			return err
 		}
@@ -113,11 +121,12 @@ func run(ctx context.Context) error {
 		"ratio_sql_over_*: SQL baseline seconds / batch seconds; above 1 means the batch is faster",
 		"zscore_rows_agreeing: rows whose z-score from the SQL baseline equals the batch's within 1e-9 (both NULL counts as equal)",
 		"worker_peak_rss_kib: VmHWM of the worker process at the end of the run",
+		"orchestration_seconds: the batch's wall time (first to last history event) during which no activity attempt was running: workflow tasks, activity scheduling and dispatch, history writes between the steps; orchestration_share is it over that wall time",
 	}
 	return benchutil.Write(*out, benchutil.Result{Benchmark: "batch", RanAt: time.Now().UTC(), Machine: machine, Figures: results, Notes: notes})
 }
 
-func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, tmp string, devices, days, shards int) (Size, benchutil.Machine, error) {
+func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, tmp, profile string, devices, days, shards int) (Size, benchutil.Machine, error) {
 	r := Size{Devices: devices, Days: days, PhaseSeconds: map[string]float64{}}
 	stack, err := benchutil.OpenStack(ctx, base, "batch")
 	if err != nil {
@@ -151,7 +160,15 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	}
 	cfg.Export.URL = "file://" + filepath.ToSlash(exportDir) // the local export store
 	cfg.LogLevel = "warn"
-	worker := exec.CommandContext(ctx, workerBin, "-queues", "batch")
+	args := []string{"-queues", "batch"}
+	if profile != "" {
+		if err := os.MkdirAll(profile, 0o755); err != nil {
+			return r, machine, err
+		}
+		p := filepath.Join(profile, fmt.Sprintf("batch-%d", devices))
+		args = append(args, "-cpuprofile", p+".cpu.pprof", "-memprofile", p+".allocs.pprof", "-sqlprofile", p+".sql.txt")
+	}
+	worker := exec.CommandContext(ctx, workerBin, args...)
 	for k, v := range cfg.Env() {
 		worker.Env = append(worker.Env, k+"="+v)
 	}
@@ -160,13 +177,17 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	if err := worker.Start(); err != nil {
 		return r, machine, err
 	}
-	defer func() { _ = worker.Process.Kill(); _ = worker.Wait() }()
+	defer stopWorker(worker)
 
 	tc, err := temporalx.Dial(ctx, cfg.Temporal, nil)
 	if err != nil {
 		return r, machine, err
 	}
 	defer tc.Close()
+	// The clock starts once the worker polls, not while it starts up.
+	if err := waitPollers(ctx, tc, cfg.Temporal.BatchTaskQueue); err != nil {
+		return r, machine, err
+	}
 	fmt.Printf("%d readings seeded in %.1fs; running the batch over [%s, %s)...\n", sum.Readings, r.SeedSeconds, from.Format("2006-01-02"), to.Format("2006-01-02"))
 	batchStart := time.Now()
 	wr, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{TaskQueue: cfg.Temporal.BatchTaskQueue},
@@ -189,6 +210,15 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	if res.RowsLoaded != sum.Readings {
 		return r, machine, fmt.Errorf("batch loaded %d rows, the seed wrote %d", res.RowsLoaded, sum.Readings)
 	}
+	cov, err := temporalx.ActivityCoverage(ctx, tc, wr.GetID(), wr.GetRunID())
+	if err != nil {
+		return r, machine, err
+	}
+	r.OrchestrationS, r.OrchestrationShare = cov.Orchestration().Seconds(), cov.Share()
+	r.ActivityAttempts, r.HistoryEvents = cov.Attempts, cov.Events
+	if profile != "" {
+		stopWorker(worker) // writes the profiles
+	}
 
 	fmt.Printf("batch done in %.1fs; SQL baseline...\n", r.BatchSeconds)
 	if r.SQLSeconds, r.SQLRows, err = sqlBaseline(ctx, stack, from, to); err != nil {
@@ -204,6 +234,35 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 		JOIN bench_sql_fact s USING (device_id, time)
 		WHERE (f.zscore IS NULL AND s.zscore IS NULL) OR abs(f.zscore - s.zscore) <= 1e-9 * greatest(1, abs(f.zscore))`).Scan(&r.ZScoreAgree)
 	return r, machine, err
+}
+
+// stopWorker stops the worker as an operator would (SIGTERM, so it writes
+// its profiles), and kills it if it has not exited after 30 s. Calling it
+// again is harmless.
+func stopWorker(w *exec.Cmd) {
+	if w.ProcessState != nil {
+		return
+	}
+	_ = w.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = w.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = w.Process.Kill()
+		<-done
+	}
+}
+
+// waitPollers waits until a worker polls queue for workflow tasks.
+func waitPollers(ctx context.Context, tc client.Client, queue string) error {
+	return benchutil.WaitFor(ctx, time.Minute, func() (bool, error) {
+		d, err := tc.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
+		if err != nil {
+			return false, err
+		}
+		return len(d.GetPollers()) > 0, nil
+	})
 }
 
 // sqlBaseline is the transform as PostgreSQL would do it alone: one
@@ -274,10 +333,10 @@ func sqlBaseline(ctx context.Context, stack *benchutil.Stack, from, to time.Time
 
 func printSizes(rs []Size) {
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "\ndevices\treadings\tbatch s\tbatch rows/s\ttransform+load s\tSQL s\tSQL rows/s\tSQL/batch\tSQL/(t+l)\tworker peak RSS MiB\t")
+	fmt.Fprintln(tw, "\ndevices\treadings\tbatch s\tbatch rows/s\ttransform+load s\tSQL s\tSQL rows/s\tSQL/batch\tSQL/(t+l)\torchestration\tworker peak RSS MiB\t")
 	for _, r := range rs {
-		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.0f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.1f\t\n", r.Devices, r.Readings, r.BatchSeconds, r.BatchRowsPerS,
-			r.TransformLoadS, r.SQLSeconds, r.SQLRowsPerS, r.RatioFull, r.RatioTL, float64(r.WorkerPeakRSS)/1024)
+		fmt.Fprintf(tw, "%d\t%d\t%.1f\t%.0f\t%.1f\t%.1f\t%.0f\t%.2f\t%.2f\t%.1f%%\t%.1f\t\n", r.Devices, r.Readings, r.BatchSeconds, r.BatchRowsPerS,
+			r.TransformLoadS, r.SQLSeconds, r.SQLRowsPerS, r.RatioFull, r.RatioTL, 100*r.OrchestrationShare, float64(r.WorkerPeakRSS)/1024)
 	}
 	tw.Flush()
 }

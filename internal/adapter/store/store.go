@@ -13,6 +13,7 @@ import (
 
 	"github.com/go-sql-driver/mysql"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/multitracer"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -24,12 +25,13 @@ import (
 
 // OpenPG opens a pool on the database p names and checks it answers.
 func OpenPG(ctx context.Context, p config.Postgres, log *slog.Logger) (*pgxpool.Pool, error) {
-	return OpenPGPool(ctx, p, log, 0)
+	return OpenPGPool(ctx, p, log, 0, nil)
 }
 
 // OpenPGPool is OpenPG with at most maxConns connections (0: pgx's
-// default, the larger of 4 and the number of CPUs).
-func OpenPGPool(ctx context.Context, p config.Postgres, log *slog.Logger, maxConns int32) (*pgxpool.Pool, error) {
+// default, the larger of 4 and the number of CPUs); stmts, when not nil,
+// adds up the time of every statement.
+func OpenPGPool(ctx context.Context, p config.Postgres, log *slog.Logger, maxConns int32, stmts *Statements) (*pgxpool.Pool, error) {
 	pc, err := pgxpool.ParseConfig(p.URL())
 	if err != nil {
 		return nil, fmt.Errorf("postgres %s: %w", p, err)
@@ -38,8 +40,19 @@ func OpenPGPool(ctx context.Context, p config.Postgres, log *slog.Logger, maxCon
 		pc.MaxConns = maxConns
 	}
 	pc.ConnConfig.ConnectTimeout = 5 * time.Second
+	var tracers []pgx.QueryTracer
 	if log != nil {
-		pc.ConnConfig.Tracer = logging.PGTracer(log)
+		tracers = append(tracers, logging.PGTracer(log))
+	}
+	if stmts != nil {
+		tracers = append(tracers, stmts)
+	}
+	switch len(tracers) {
+	case 0:
+	case 1:
+		pc.ConnConfig.Tracer = tracers[0]
+	default:
+		pc.ConnConfig.Tracer = multitracer.New(tracers...)
 	}
 	pool, err := pgxpool.NewWithConfig(ctx, pc)
 	if err != nil {
@@ -172,20 +185,28 @@ type DBs struct {
 	Timescale *pgxpool.Pool
 }
 
-// Open opens the three databases of cfg and checks each answers; the
-// TimescaleDB pool holds at most timescaleConns connections (0: pgx's
-// default). On error, what was opened is closed.
-func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, timescaleConns int32) (*DBs, error) {
+// Options are how Open sizes and traces the pools.
+type Options struct {
+	// TimescaleConns bounds the TimescaleDB pool (0: pgx's default).
+	TimescaleConns int32
+	// Statements, when not nil, adds up the time of every statement of
+	// both PostgreSQL pools.
+	Statements *Statements
+}
+
+// Open opens the three databases of cfg and checks each answers. On error,
+// what was opened is closed.
+func Open(ctx context.Context, cfg *config.Config, log *slog.Logger, opts Options) (*DBs, error) {
 	d := &DBs{}
 	var err error
 	if d.MySQL, err = OpenMySQL(ctx, cfg.MySQL); err != nil {
 		return nil, err
 	}
-	if d.Locations, err = OpenPG(ctx, cfg.Postgres, log); err != nil {
+	if d.Locations, err = OpenPGPool(ctx, cfg.Postgres, log, 0, opts.Statements); err != nil {
 		d.Close()
 		return nil, err
 	}
-	if d.Timescale, err = OpenPGPool(ctx, cfg.Timescale, log, timescaleConns); err != nil {
+	if d.Timescale, err = OpenPGPool(ctx, cfg.Timescale, log, opts.TimescaleConns, opts.Statements); err != nil {
 		d.Close()
 		return nil, err
 	}

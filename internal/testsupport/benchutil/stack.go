@@ -33,7 +33,7 @@ func OpenStack(ctx context.Context, base *config.Config, name string) (*Stack, e
 	if err := store.EnsureDatabases(ctx, &cfg); err != nil {
 		return nil, err
 	}
-	dbs, err := store.Open(ctx, &cfg, nil, 0)
+	dbs, err := store.Open(ctx, &cfg, nil, store.Options{})
 	if err != nil {
 		return nil, err
 	}

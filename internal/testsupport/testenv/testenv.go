@@ -147,7 +147,7 @@ func DatabasesWith(t testing.TB, configure func(*config.Config)) *Stack {
 	cfg.Timescale = PostgresDB(t, cfg.Timescale, "ts")
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	dbs, err := store.Open(ctx, cfg, nil, 0)
+	dbs, err := store.Open(ctx, cfg, nil, store.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}

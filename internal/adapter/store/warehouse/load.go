@@ -110,6 +110,9 @@ type FactLoad struct {
 	Rows    int64 // staged rows of the shard
 	Changed int64 // rows inserted or updated (identical rows are left alone)
 	Buckets int64 // hourly buckets rewritten (0 with TimescaleDB)
+	// Sums are those of the rows a first load inserted, which are then
+	// all the shard's facts of the window; nil after an upsert.
+	Sums *batch.FactSums
 }
 
 // LoadFacts upserts one shard's staged rows into the fact table and, without
@@ -158,11 +161,18 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 			if _, err := tx.Exec(ctx, `SAVEPOINT first_load`); err != nil {
 				return err
 			}
-			tag, err := tx.Exec(ctx, insert, r.ID, shard, r.ID)
+			// The inserted rows are all the shard's facts of the window:
+			// their sums are taken as they are written (the per-row hash
+			// only is kept until the end of the statement), so the run's
+			// figures need not read the facts again.
+			sums, err := scanFactSums(tx.QueryRow(ctx, `WITH ins AS (`+insert+`
+				RETURNING f.is_anomaly, f.quality_score, `+factRowHash+` AS h)
+				SELECT count(*), count(*) FILTER (WHERE is_anomaly), coalesce(sum(quality_score::numeric), 0)::text,
+				       coalesce(sum(h), 0)::text FROM ins`, r.ID, shard, r.ID))
 			var pgErr *pgconn.PgError
 			switch {
 			case err == nil:
-				out.Changed = tag.RowsAffected()
+				out.Changed, out.Sums = sums.Rows, &sums
 			case errors.As(err, &pgErr) && pgErr.Code == "23505":
 				if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT first_load`); err != nil {
 					return err

@@ -57,25 +57,45 @@ const factChecksumColumns = `f.device_id, f.time, f.value, f.battery, f.rssi, f.
 	f.location_id, f.site, f.building, f.floor, f.zone, f.roll_count, f.roll_mean, f.roll_std, f.roll_min, f.roll_max,
 	f.zscore, f.is_anomaly, f.anomaly_reasons, f.quality_score, f.quality_flags`
 
-// Measure counts the facts of w of the run's devices, with an order-independent checksum: the sum of the first 60 bits
-// of the md5 of every row's text, with the row count.
-func (r Run) Measure(ctx context.Context, w batch.Window) (WindowFigures, error) {
-	var fig WindowFigures
-	var dq *float64
-	var sum string
-	err := r.TS.QueryRow(ctx, `
-		SELECT count(*), count(*) FILTER (WHERE f.is_anomaly), avg(f.quality_score),
-		       coalesce(sum(('x' || substr(md5(ROW(`+factChecksumColumns+`)::text), 1, 15))::bit(60)::bigint), 0)::text
-		FROM dwh.fact_sensor_readings_enriched f
-		JOIN staging.devices d ON d.run_key = $1 AND d.device_id = f.device_id
-		WHERE f.time >= $2 AND f.time < $3`, r.ID, w.Start, w.End).Scan(&fig.FactRows, &fig.Anomalies, &dq, &sum)
-	if err != nil {
+// factSumsSelect aggregates the fact rows f into batch.FactSums: the
+// count, the anomalies, the exact sum of the quality scores, and the
+// order-independent checksum: the sum of the first 60 bits of the md5 of
+// every row's text.
+const factSumsSelect = `count(*), count(*) FILTER (WHERE f.is_anomaly), coalesce(sum(f.quality_score::numeric), 0)::text,
+	coalesce(sum(` + factRowHash + `), 0)::text`
+
+// factRowHash is a fact row's term of the checksum.
+const factRowHash = `('x' || substr(md5(ROW(` + factChecksumColumns + `)::text), 1, 15))::bit(60)::bigint`
+
+func scanFactSums(row pgx.Row) (batch.FactSums, error) {
+	var s batch.FactSums
+	err := row.Scan(&s.Rows, &s.Anomalies, &s.Quality, &s.Checksum)
+	return s, err
+}
+
+// Measure returns the figures of the facts of w of the run's devices.
+// loaded, when not nil, are the sums the loads reported of every row they
+// inserted (each shard's first load of the window): the facts are not
+// read again then. Without them Measure reads them.
+func (r Run) Measure(ctx context.Context, w batch.Window, loaded *batch.FactSums) (WindowFigures, error) {
+	var sums batch.FactSums
+	if loaded != nil {
+		sums = *loaded
+	} else {
+		var err error
+		sums, err = scanFactSums(r.TS.QueryRow(ctx, `SELECT `+factSumsSelect+`
+			FROM dwh.fact_sensor_readings_enriched f
+			JOIN staging.devices d ON d.run_key = $1 AND d.device_id = f.device_id
+			WHERE f.time >= $2 AND f.time < $3`, r.ID, w.Start, w.End))
+		if err != nil {
+			return WindowFigures{}, fmt.Errorf("measure window: %w", err)
+		}
+	}
+	fig := WindowFigures{FactRows: sums.Rows, Anomalies: sums.Anomalies, Checksum: sums.FactChecksum()}
+	var err error
+	if fig.DQScore, err = sums.DQScore(); err != nil {
 		return fig, fmt.Errorf("measure window: %w", err)
 	}
-	if dq != nil {
-		fig.DQScore = *dq
-	}
-	fig.Checksum = fmt.Sprintf("%d:%s", fig.FactRows, sum)
 	err = r.TS.QueryRow(ctx, `
 		SELECT count(*) FROM dwh.fact_hourly_agg h
 		JOIN staging.devices d ON d.run_key = $1 AND d.device_id = h.device_id
