@@ -12,11 +12,15 @@
 //     stream ETL as drain leases over all partitions, with the micro-batch
 //     bounds of the configuration;
 //   - latency: event-to-row latency while the simulator publishes at a
-//     steady --latency-rate and leases consume.
+//     steady --latency-rate and leases consume;
+//   - densities: for each of --densities, the ceiling and the ingest again
+//     over the same number of messages with that many readings per device
+//     per minute of event time, each on a fresh cluster and emptied sink
+//     tables, checking the exact number of 1-minute window rows written.
 //
 // Run it from the repository root (--quick is a 200,000-message smoke run):
 //
-//	go run ./bench/stream [--messages 2000000] [--quick]
+//	go run ./bench/stream [--messages 2000000] [--quick] [--densities 1,2,10] [--out bench/results/stream.json]
 package main
 
 import (

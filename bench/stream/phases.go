@@ -15,17 +15,17 @@ import (
 )
 
 // produce publishes the messages with the simulator, unpaced, replaying
-// event time: each device once per round, rounds --interval apart, ending
-// a minute before now, so every (device_id, time) is unique and nothing is
+// event time: each device once per round, rounds interval apart, ending a
+// minute before now, so every (device_id, time) is unique and nothing is
 // too old or late. It returns the topic's end offsets.
-func (b *bench) produce(ctx context.Context) (Phase, map[int32]int64, error) {
+func (b *bench) produce(ctx context.Context, interval time.Duration) (Phase, map[int32]int64, error) {
 	o := b.opts
 	cl, err := kafka.NewClient(b.cfg.Kafka, nil, kafka.ProducerOptions(b.cfg.Kafka.Topic)...)
 	if err != nil {
 		return Phase{}, nil, err
 	}
 	defer cl.Close()
-	step := o.interval / time.Duration(o.devices)
+	step := interval / time.Duration(o.devices)
 	start := time.Now().Add(-time.Duration(o.messages)*step - time.Minute).Truncate(time.Minute)
 	sim, err := producer.New(producer.Options{
 		Seed: o.seed, Devices: o.devices, MaxMessages: o.messages, Start: start, Step: step,

@@ -11,6 +11,7 @@ import (
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -102,6 +103,10 @@ type Figures struct {
 	MeetsCeilingTarget bool `json:"meets_ceiling_target"`
 	MeetsNaiveTarget   bool `json:"meets_naive_target"`
 	MeetsLatencyTarget bool `json:"meets_latency_target"`
+
+	// Densities repeat the ceiling and the ingest with several readings per
+	// device per minute of event time (see density.go).
+	Densities []Density `json:"densities,omitempty"`
 }
 
 type options struct {
@@ -115,6 +120,7 @@ type options struct {
 	badRatio        float64
 	latencyRate     float64
 	latencyDuration time.Duration
+	densities       []int // readings per device per minute of event time
 	out             string
 	verbose         bool
 	cpuProfile      string
@@ -134,6 +140,7 @@ func parseOptions(args []string) (options, error) {
 	fs.Float64Var(&o.badRatio, "bad-ratio", 0, "share of malformed messages (dead letters)")
 	fs.Float64Var(&o.latencyRate, "latency-rate", 10_000, "messages/s of the latency phase")
 	fs.DurationVar(&o.latencyDuration, "latency-duration", 30*time.Second, "length of the latency phase")
+	densities := fs.String("densities", "1,2,10", "readings per device per minute of event time to measure the ceiling and the ingest at, each on a fresh topic (comma-separated; empty for none)")
 	fs.StringVar(&o.out, "out", "bench/results/stream.json", "results file")
 	fs.BoolVar(&o.verbose, "v", false, "log the leases")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the ingest phase to this file")
@@ -157,7 +164,32 @@ func parseOptions(args []string) (options, error) {
 	if o.messages < 1 || o.devices < 1 || o.partitions < 1 || o.latencyRate <= 0 || o.latencyDuration <= 0 || o.interval < time.Duration(o.devices) {
 		return o, errors.New("--messages, --devices, --partitions, --latency-rate, --latency-duration and --interval must be positive (--interval at least 1ns per device)")
 	}
+	var err error
+	if o.densities, err = parseDensities(*densities, o.devices); err != nil {
+		return o, err
+	}
 	return o, nil
+}
+
+// parseDensities parses a comma-separated list of readings per device per
+// minute.
+func parseDensities(list string, devices int) ([]int, error) {
+	var out []int
+	for field := range strings.SplitSeq(list, ",") {
+		field = strings.TrimSpace(field)
+		if field == "" {
+			continue
+		}
+		d, err := strconv.Atoi(field)
+		if err != nil || d < 1 || densityInterval(d) < time.Duration(devices) {
+			return nil, fmt.Errorf("--densities: %q: want a whole number of readings per device-minute, at least 1, with 60s/d at least 1ns per device", field)
+		}
+		if slices.Contains(out, d) {
+			return nil, fmt.Errorf("--densities: %d given twice", d)
+		}
+		out = append(out, d)
+	}
+	return out, nil
 }
 
 // bench is the shared state of the phases.
@@ -169,6 +201,8 @@ type bench struct {
 	fleet  simulate.Fleet
 	limits reading.Limits
 	log    *slog.Logger
+	// cluster is the in-process Kafka cluster that cfg.Kafka points at.
+	cluster *kfake.Cluster
 }
 
 func run(ctx context.Context, args []string) error {
@@ -200,15 +234,6 @@ func run(ctx context.Context, args []string) error {
 		ids[i] = d.ID
 	}
 
-	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(opts.partitions), cfg.Kafka.Topic))
-	if err != nil {
-		return fmt.Errorf("kfake: %w", err)
-	}
-	defer cluster.Close()
-	// The benchmark's own broker speaks plain Kafka, whatever KAFKA_TLS_*
-	// and KAFKA_SASL_* say of the operator's cluster.
-	cfg.Kafka = config.Kafka{BootstrapServers: cluster.ListenAddrs(), Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions}
-
 	level := slog.LevelWarn
 	if opts.verbose {
 		level = slog.LevelInfo
@@ -218,7 +243,33 @@ func run(ctx context.Context, args []string) error {
 		limits: reading.Limits{Devices: reading.NewDeviceSet(ids)},
 		log:    slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level})),
 	}
+	if err := b.freshCluster(); err != nil {
+		return err
+	}
+	defer b.closeCluster()
 	return b.measure(ctx)
+}
+
+// freshCluster replaces the Kafka cluster, if any, with a new in-process
+// one holding an empty topic, and points cfg.Kafka at it.
+func (b *bench) freshCluster() error {
+	b.closeCluster()
+	cluster, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(int32(b.opts.partitions), b.cfg.Kafka.Topic))
+	if err != nil {
+		return fmt.Errorf("kfake: %w", err)
+	}
+	b.cluster = cluster
+	// The benchmark's own broker speaks plain Kafka, whatever KAFKA_TLS_*
+	// and KAFKA_SASL_* say of the operator's cluster.
+	b.cfg.Kafka = config.Kafka{BootstrapServers: cluster.ListenAddrs(), Topic: b.cfg.Kafka.Topic, Partitions: b.cfg.Kafka.Partitions}
+	return nil
+}
+
+func (b *bench) closeCluster() {
+	if b.cluster != nil {
+		b.cluster.Close()
+		b.cluster = nil
+	}
 }
 
 func (b *bench) measure(ctx context.Context) error {
@@ -233,28 +284,26 @@ func (b *bench) measure(ctx context.Context) error {
 		MaxBatchRecords: b.cfg.Stream.MaxBatchRecords, MaxBatchWaitMS: float64(b.cfg.Stream.MaxBatchWait) / float64(time.Millisecond),
 		TimescaleDB: hyper, LoadAvgStart: loadAverage(),
 	}
-	step := func(name string) { fmt.Fprintf(os.Stderr, "%s  %s\n", time.Now().Format("15:04:05"), name) }
-
-	step(fmt.Sprintf("produce %d messages", o.messages))
+	progress(fmt.Sprintf("produce %d messages", o.messages))
 	var ends map[int32]int64
-	if f.Produce, ends, err = b.produce(ctx); err != nil {
+	if f.Produce, ends, err = b.produce(ctx, o.interval); err != nil {
 		return fmt.Errorf("produce: %w", err)
 	}
 	b.checkpoint(ctx)
-	step("ceiling: decode + one COPY")
+	progress("ceiling: decode + one COPY")
 	cpuBefore := processCPU()
 	if f.Ceiling, err = b.ceiling(ctx, ends); err != nil {
 		return fmt.Errorf("ceiling: %w", err)
 	}
 	f.CeilingProcessCPUSeconds = processCPU() - cpuBefore
 	b.checkpoint(ctx)
-	step(fmt.Sprintf("naive: INSERT per message with autocommit, first %d messages", o.naiveMessages))
+	progress(fmt.Sprintf("naive: INSERT per message with autocommit, first %d messages", o.naiveMessages))
 	if f.Naive, err = b.naive(ctx, ends, o.naiveMessages); err != nil {
 		return fmt.Errorf("naive: %w", err)
 	}
 	f.NaiveExtrapolatedSeconds = float64(o.messages) / f.Naive.PerSecond
 	b.checkpoint(ctx)
-	step(fmt.Sprintf("ingest: %d drain leases of the exactly-once path", f.Leases))
+	progress(fmt.Sprintf("ingest: %d drain leases of the exactly-once path", f.Leases))
 	stopProfile, err := startProfile(o.cpuProfile)
 	if err != nil {
 		return err
@@ -268,13 +317,27 @@ func (b *bench) measure(ctx context.Context) error {
 	}
 	f.IngestToCeiling = f.Ingest.PerSecond / f.Ceiling.PerSecond
 	f.IngestToNaive = f.Ingest.PerSecond / f.Naive.PerSecond
+	// The density this run's interval gives is measured already: count
+	// its windows before the latency phase adds readings.
+	measured := map[int]Density{}
+	if i := slices.IndexFunc(o.densities, func(d int) bool { return densityInterval(d) == o.interval }); i >= 0 {
+		windows, err := b.checkSink(ctx, f.Produce.Rows)
+		if err != nil {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		d := o.densities[i]
+		measured[d] = newDensity(d, true, f.Produce, f.Ceiling, f.Ingest, windows, f.IngestProcessCPUSeconds)
+	}
 	b.checkpoint(ctx)
-	step(fmt.Sprintf("latency: %.0f messages/s for %s", o.latencyRate, o.latencyDuration))
+	progress(fmt.Sprintf("latency: %.0f messages/s for %s", o.latencyRate, o.latencyDuration))
 	if f.Latency, err = b.latency(ctx, ends); err != nil {
 		return fmt.Errorf("latency: %w", err)
 	}
 	f.PeakRSSKiB = benchutil.PeakRSSKiB(os.Getpid())
 	f.LoadAvgEnd = loadAverage()
+	if f.Densities, err = b.densities(ctx, measured); err != nil {
+		return err
+	}
 	f.MeetsCeilingTarget = f.IngestToCeiling >= targetCeilingRatio
 	f.MeetsNaiveTarget = f.IngestToNaive >= targetNaiveRatio
 	f.MeetsLatencyTarget = f.Latency.P99ms <= float64(targetP99/time.Millisecond)
@@ -313,6 +376,11 @@ func notes(f Figures) []string {
 		fmt.Sprintf("latency: the simulator publishes at %.0f messages/s stamping each record with its send time while the leases consume; a poller reads stream_offsets every %.0f ms and a record's row counts as visible at the first poll whose committed offset passes it; latency = visible - record timestamp (includes the producer's 20 ms linger and the micro-batch wait)", f.Latency.TargetRate, f.Latency.PollMS),
 		"peak_rss_kib is the whole process, kfake's copy of every record included",
 	}
+	if len(f.Densities) > 0 {
+		n = append(n, fmt.Sprintf("densities: the ceiling and the ingest again with d readings per device per minute of event time (one round of the fleet, in a shuffled order, every 60/d s); the same %d messages, so 1/d as much event time. "+
+			"Each density runs on a fresh kfake cluster with the sink's tables (sensor_readings, sensor_readings_stream_agg, stream_anomalies, stream_dead_letters, stream_offsets) truncated; main_run marks the density of --interval, whose figures are the ceiling and ingest above. "+
+			"windows is the rows of sensor_readings_stream_agg, checked equal to the distinct (device, window) of the ceiling's rows, with sensor_readings holding exactly the readings produced; window_rows_per_message = windows/messages, 1 when every reading opens its own window", f.Messages))
+	}
 	verdict := func(ok bool, what string) {
 		if ok {
 			n = append(n, "target met: "+what)
@@ -345,12 +413,24 @@ func printTable(w io.Writer, f Figures) {
 		l.TargetRate, l.AchievedRate, l.Seconds, l.Measured, l.Messages, l.P50ms, l.P90ms, l.P99ms, l.MaxMS, l.TxStartP50ms, l.TxStartP99ms)
 	fmt.Fprintf(w, "peak RSS %.0f MiB; leases %d, batch <= %d records / %.0f ms; TimescaleDB %v; load average %.1f at the start, %.1f at the end\n",
 		float64(f.PeakRSSKiB)/1024, f.Leases, f.MaxBatchRecords, f.MaxBatchWaitMS, f.TimescaleDB, f.LoadAvgStart, f.LoadAvgEnd)
+	if len(f.Densities) == 0 {
+		return
+	}
+	fmt.Fprintln(w)
+	tw = tabwriter.NewWriter(w, 0, 4, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintf(tw, "readings/device-minute\tinterval\tmessages\twindows\twindows/message\tceiling s\tceiling msg/s\tingest s\tingest msg/s\tingest/ceiling\t\n")
+	for _, d := range f.Densities {
+		fmt.Fprintf(tw, "%d\t%gs\t%d\t%d\t%.3f\t%.1f\t%.0f\t%.1f\t%.0f\t%.2fx\t\n", d.ReadingsPerDeviceMinute, d.IntervalSeconds, d.Messages, d.Windows,
+			d.WindowRowsPerMessage, d.Ceiling.Seconds, d.Ceiling.PerSecond, d.Ingest.Seconds, d.Ingest.PerSecond, d.IngestToCeiling)
+	}
+	tw.Flush()
 }
 
 // likeReadings creates an empty table with the columns, defaults, unique
-// key and indexes of sensor_readings.
+// key and indexes of sensor_readings, replacing the one of an earlier
+// density.
 func (b *bench) likeReadings(ctx context.Context, name string) error {
-	_, err := b.ts.Exec(ctx, "CREATE TABLE public."+name+" (LIKE public.sensor_readings INCLUDING ALL)")
+	_, err := b.ts.Exec(ctx, "DROP TABLE IF EXISTS public."+name+"; CREATE TABLE public."+name+" (LIKE public.sensor_readings INCLUDING ALL)")
 	return err
 }
 
