@@ -317,8 +317,8 @@ func (b *Batch) RefreshAggregates(ctx context.Context, in RefreshAggregatesInput
 	return warehouse.RefreshContinuousAggregate(ctx, b.Timescale, in.Window)
 }
 
-// FinishRun measures the window in the warehouse (from the loads' sums
-// when every shard's first load reported them), scores anomaly detection
+// FinishRun measures the window in the warehouse (adds up the shards'
+// sums their loads measured, when every load reported them), scores anomaly detection
 // against the seeder's ground truth, and closes the run row.
 func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResult, error) {
 	defer startHeartbeat(ctx).Stop()

@@ -133,8 +133,8 @@ type LoadFactsResult struct {
 	Rows    int64 `json:"rows"`
 	Changed int64 `json:"changed"`
 	Buckets int64 `json:"buckets"`
-	// Sums are the figures of the rows a first load of the window
-	// inserted (all the shard's facts of it); nil after an upsert.
+	// Sums are the figures of the shard's facts of the window after the
+	// load, measured in its transaction.
 	Sums *batch.FactSums `json:"sums,omitempty"`
 }
 

@@ -82,6 +82,17 @@ func TestBatchLoadsTheWarehouse(t *testing.T) {
 	if n := b.Count(`SELECT count(*) FROM dwh.etl_runs WHERE run_id = $1 AND status = 'succeeded' AND rows_loaded = $2 AND fact_checksum = $3`, res.RunID, readings, res.FactChecksum); n != 1 {
 		t.Error("etl_runs does not record the run")
 	}
+	// The checksum the finish added up from the shards' loads is the one
+	// a single query over the window's facts gives.
+	var whole string
+	if err := b.Stack.Timescale.QueryRow(context.Background(), `SELECT count(*) || ':' || coalesce(sum(('x' || substr(md5(ROW(f.device_id, f.time, f.value, f.battery, f.rssi,
+		f.device_type, f.metric, f.unit, f.location_id, f.site, f.building, f.floor, f.zone, f.roll_count, f.roll_mean, f.roll_std, f.roll_min,
+		f.roll_max, f.zscore, f.is_anomaly, f.anomaly_reasons, f.quality_score, f.quality_flags)::text), 1, 15))::bit(60)::bigint), 0)
+		FROM dwh.fact_sensor_readings_enriched f WHERE f.time >= $1 AND f.time < $2`, e2e.Window.Start, e2e.Window.End).Scan(&whole); err != nil {
+		t.Fatal(err)
+	} else if whole != res.FactChecksum {
+		t.Errorf("fact checksum %s; one query over the window gives %s", res.FactChecksum, whole)
+	}
 	if n := b.Count(`SELECT count(*) FROM dwh.etl_watermarks WHERE pipeline = 'batch' AND high_watermark = $1`, e2e.Window.End); n != 1 {
 		t.Error("the batch watermark is not at the window end")
 	}

@@ -191,7 +191,7 @@ type batchRun struct {
 	result   BatchResult
 	loaded   map[int]bool // shards whose facts are loaded
 	rows     map[int]int64
-	sums     map[int]*batch.FactSums // what each shard's first load inserted
+	sums     map[int]*batch.FactSums // each loaded shard's facts of the window, as its load measured them
 	phaseAt  time.Time
 
 	recovery      bool // lost staging is re-created (changeStagingRecovery)
@@ -457,7 +457,7 @@ func (r *batchRun) finish(ctx workflow.Context, phase string, status batch.Statu
 }
 
 // loadedSums adds up the sums every shard's load reported, or returns nil
-// when a shard has none (it upserted: its facts were there before).
+// when a shard has none (loaded by a worker from before the sums).
 func (r *batchRun) loadedSums(ctx workflow.Context) *batch.FactSums {
 	var total batch.FactSums
 	for shard := 0; shard < r.in.Shards; shard++ {

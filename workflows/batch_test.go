@@ -801,16 +801,17 @@ func TestSourceSchemaIsNotRetried(t *testing.T) {
 }
 
 // TestFinishUsesTheLoadsSums: when every shard's load reports the sums of
-// what it inserted, FinishRun gets their total and need not read the facts;
-// when one shard upserted (no sums), it gets none and measures.
+// its facts, FinishRun gets their total and need not read the facts; when
+// one shard has none (loaded by a worker from before them), it gets none
+// and measures.
 func TestFinishUsesTheLoadsSums(t *testing.T) {
 	for _, tc := range []struct {
-		name    string
-		upserts int // the shard that reports no sums; -1: none
-		want    *batch.FactSums
+		name   string
+		noSums int // the shard that reports no sums; -1: none
+		want   *batch.FactSums
 	}{
 		{"every shard inserted", -1, &batch.FactSums{Rows: 3, Anomalies: 3, Quality: "1.5", Checksum: "3000000000000000000"}},
-		{"one shard upserted", 1, nil},
+		{"one shard without sums", 1, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got *batch.FactSums
@@ -818,7 +819,7 @@ func TestFinishUsesTheLoadsSums(t *testing.T) {
 				env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
 					func(_ context.Context, in activities.LoadFactsInput) (activities.LoadFactsResult, error) {
 						res := activities.LoadFactsResult{Rows: in.ExpectedRows}
-						if in.Shard != tc.upserts {
+						if in.Shard != tc.noSums {
 							res.Sums = &batch.FactSums{Rows: 1, Anomalies: 1, Quality: "0.5", Checksum: "1000000000000000000"}
 						}
 						return res, nil

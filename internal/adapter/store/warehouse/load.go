@@ -110,8 +110,8 @@ type FactLoad struct {
 	Rows    int64 // staged rows of the shard
 	Changed int64 // rows inserted or updated (identical rows are left alone)
 	Buckets int64 // hourly buckets rewritten (0 with TimescaleDB)
-	// Sums are those of the rows a first load inserted, which are then
-	// all the shard's facts of the window; nil after an upsert.
+	// Sums are the figures of the shard's facts of the window after the
+	// load (batch.FactSums), measured in its transaction.
 	Sums *batch.FactSums
 }
 
@@ -161,18 +161,11 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 			if _, err := tx.Exec(ctx, `SAVEPOINT first_load`); err != nil {
 				return err
 			}
-			// The inserted rows are all the shard's facts of the window:
-			// their sums are taken as they are written (the per-row hash
-			// only is kept until the end of the statement), so the run's
-			// figures need not read the facts again.
-			sums, err := scanFactSums(tx.QueryRow(ctx, `WITH ins AS (`+insert+`
-				RETURNING f.is_anomaly, f.quality_score, `+factRowHash+` AS h)
-				SELECT count(*), count(*) FILTER (WHERE is_anomaly), coalesce(sum(quality_score::numeric), 0)::text,
-				       coalesce(sum(h), 0)::text FROM ins`, r.ID, shard, r.ID))
+			tag, err := tx.Exec(ctx, insert, r.ID, shard, r.ID)
 			var pgErr *pgconn.PgError
 			switch {
 			case err == nil:
-				out.Changed, out.Sums = sums.Rows, &sums
+				out.Changed = tag.RowsAffected()
 			case errors.As(err, &pgErr) && pgErr.Code == "23505":
 				if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT first_load`); err != nil {
 					return err
@@ -192,6 +185,17 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 			}
 			out.Changed = tag.RowsAffected()
 		}
+		// The shard's facts of the window, measured while they are in the
+		// cache and while the other shards load on the other cores: the
+		// run's finish adds these up instead of reading every fact again.
+		sums, err := scanFactSums(tx.QueryRow(ctx, `SELECT `+factSumsSelect+`
+			FROM dwh.fact_sensor_readings_enriched f
+			JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id
+			WHERE f.time >= $3 AND f.time < $4`, r.ID, shard, w.Start, w.End))
+		if err != nil {
+			return fmt.Errorf("measure facts: %w", err)
+		}
+		out.Sums = &sums
 		if continuousAgg {
 			return nil
 		}

@@ -74,9 +74,9 @@ func scanFactSums(row pgx.Row) (batch.FactSums, error) {
 }
 
 // Measure returns the figures of the facts of w of the run's devices.
-// loaded, when not nil, are the sums the loads reported of every row they
-// inserted (each shard's first load of the window): the facts are not
-// read again then. Without them Measure reads them.
+// loaded, when not nil, are the sums of every shard's facts the loads
+// measured: the facts are not read again then. Without them Measure reads
+// them.
 func (r Run) Measure(ctx context.Context, w batch.Window, loaded *batch.FactSums) (WindowFigures, error) {
 	var sums batch.FactSums
 	if loaded != nil {
