@@ -124,15 +124,21 @@ type FactLoad struct {
 // and a rerun of a window changes nothing.
 func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedRows int64, continuousAgg bool) (FactLoad, error) {
 	var out FactLoad
+	if err := r.summarizeEnriched(ctx); err != nil {
+		return out, err
+	}
 	err := pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
 		if err := r.checkStaging(ctx, tx); err != nil {
 			return err
 		}
-		if err := tx.QueryRow(ctx, `SELECT count(*) FROM staging.enriched WHERE run_key = $1 AND shard = $2`, r.ID, shard).Scan(&out.Rows); err != nil {
-			return err
-		}
-		if out.Rows != expectedRows {
-			return fmt.Errorf("%w: shard %d has %d staged rows, transform wrote %d", ErrStagingLost, shard, out.Rows, expectedRows)
+		// staged checks that staging holds what the transform wrote (n
+		// rows): less is lost staging, and the transaction rolls back.
+		staged := func(n int64) error {
+			out.Rows = n
+			if n != expectedRows {
+				return fmt.Errorf("%w: shard %d has %d staged rows, transform wrote %d", ErrStagingLost, shard, n, expectedRows)
+			}
+			return nil
 		}
 		cols := strings.Join(EnrichedColumns, ", ")
 		var set, cmpOld, cmpNew []string
@@ -146,10 +152,11 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 		}
 		insert := `INSERT INTO dwh.fact_sensor_readings_enriched AS f (` + cols + `, run_id)
 			SELECT ` + cols + `, $3 FROM staging.enriched WHERE run_key = $1 AND shard = $2`
-		// A first load of the window (the nightly case) has nothing w.End
+		// A first load of the window (the nightly case) has nothing to
 		// conflict with: a plain insert skips ON CONFLICT's speculative
-		// insertion. If a row turns out w.End exist after all, the savepoint
-		// takes the upsert instead.
+		// insertion, and the rows it inserted are the rows staged. If a row
+		// turns out to exist after all, the savepoint takes the upsert
+		// instead.
 		var loaded bool
 		if err := tx.QueryRow(ctx, `SELECT EXISTS (
 			SELECT 1 FROM dwh.fact_sensor_readings_enriched f
@@ -166,6 +173,9 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 			switch {
 			case err == nil:
 				out.Changed = tag.RowsAffected()
+				if err := staged(out.Changed); err != nil {
+					return err
+				}
 			case errors.As(err, &pgErr) && pgErr.Code == "23505":
 				if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT first_load`); err != nil {
 					return err
@@ -176,6 +186,13 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 			}
 		}
 		if loaded {
+			var n int64
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM staging.enriched WHERE run_key = $1 AND shard = $2`, r.ID, shard).Scan(&n); err != nil {
+				return err
+			}
+			if err := staged(n); err != nil {
+				return err
+			}
 			tag, err := tx.Exec(ctx, insert+`
 			ON CONFLICT (device_id, time) DO UPDATE SET `+strings.Join(set, ", ")+`, run_id = EXCLUDED.run_id, loaded_at = now()
 			WHERE (`+strings.Join(cmpOld, ", ")+`) IS DISTINCT FROM (`+strings.Join(cmpNew, ", ")+`)`,
@@ -230,4 +247,21 @@ func RefreshContinuousAggregate(ctx context.Context, ts *pgxpool.Pool, w batch.W
 	h := w.Hours()
 	_, err := ts.Exec(ctx, `CALL refresh_continuous_aggregate('dwh.fact_hourly_agg', $1::timestamptz, $2::timestamptz)`, h.Start, h.End)
 	return err
+}
+
+// summarizeEnriched summarizes the BRIN index of the run's transform output
+// over the pages written since the last summary, so that a shard's load
+// reads its own pages only (a BRIN scan returns every page not summarized
+// yet). It runs outside the load's transaction: the summary holds a lock
+// the other shards' summaries wait for until it commits. Missing staging
+// is left for the load to report.
+func (r Run) summarizeEnriched(ctx context.Context) error {
+	_, err := r.TS.Exec(ctx, `
+		SELECT brin_summarize_new_values(i.indexrelid)
+		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+		WHERE i.indrelid = to_regclass($1) AND a.amname = 'brin'`, stagingPartition("enriched", r.ID))
+	if err != nil {
+		return fmt.Errorf("summarize staged transform output: %w", err)
+	}
+	return nil
 }
