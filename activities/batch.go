@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
-	"sort"
 	"strings"
 	"time"
 
@@ -303,7 +302,11 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 	if err != nil {
 		return LoadFactsResult{}, err
 	}
-	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets, Sums: l.Sums}, nil
+	det, err := b.detect(ctx, in.Run, in.Window, in.Shard)
+	if err != nil {
+		return LoadFactsResult{}, fmt.Errorf("score detection: %w", err)
+	}
+	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets, Sums: l.Sums, Detection: det}, nil
 }
 
 // RefreshAggregates refreshes the continuous aggregate over the window when
@@ -317,9 +320,10 @@ func (b *Batch) RefreshAggregates(ctx context.Context, in RefreshAggregatesInput
 	return warehouse.RefreshContinuousAggregate(ctx, b.Timescale, in.Window)
 }
 
-// FinishRun measures the window in the warehouse (adds up the shards'
-// sums their loads measured, when every load reported them), scores anomaly detection
-// against the seeder's ground truth, and closes the run row.
+// FinishRun measures the window in the warehouse and scores anomaly
+// detection against the seeder's ground truth (or adds up what the shards'
+// loads measured and scored, when every load reported it), and closes the
+// run row.
 func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResult, error) {
 	defer startHeartbeat(ctx).Stop()
 	run := b.run(in.Run)
@@ -351,20 +355,47 @@ func (b *Batch) FinishRun(ctx context.Context, in FinishRunInput) (FinishRunResu
 		Anomalies: fig.Anomalies, HourlyRows: fig.HourlyRows, Detection: detection}, nil
 }
 
-// scoreDetection compares the flagged facts of the window with the injected
-// anomalies. Without ground truth (data not from the seeder) it returns nil.
+// scoreDetection is the run's detection scores: in.LoadedDetection, or
+// scored over the whole window when the loads did not report it. Without
+// ground truth (data not from the seeder) it returns nil.
 func (b *Batch) scoreDetection(ctx context.Context, in FinishRunInput) (map[string]DetectionScore, error) {
-	run := b.run(in.Run)
-	truth, err := run.GroundTruth(ctx, in.Window)
-	if err != nil || len(truth) == 0 {
+	d := in.LoadedDetection
+	if d == nil {
+		var err error
+		if d, err = b.detect(ctx, in.Run, in.Window, -1); err != nil {
+			return nil, err
+		}
+	}
+	if !d.Truth {
+		return nil, nil
+	}
+	out := make(map[string]DetectionScore, len(d.Kinds))
+	for k, m := range d.Kinds {
+		out[string(k)] = DetectionScore{TruePositives: int64(m.TP), FalsePositives: int64(m.FP), FalseNegatives: int64(m.FN), Precision: m.Precision, Recall: m.Recall}
+	}
+	return out, nil
+}
+
+// detect compares the flagged facts of the run's devices of shard (all of
+// them when shard is negative) in w with the injected anomalies. Scores
+// are per device, so the shards' add up (anomaly.Combine); a shard without
+// events still counts its detections as false positives, but the whole
+// run without any is not scored.
+func (b *Batch) detect(ctx context.Context, ref RunRef, w batch.Window, shard int) (*Detection, error) {
+	run := b.run(ref)
+	truth, err := run.GroundTruth(ctx, w, shard)
+	if err != nil {
 		return nil, err
+	}
+	if len(truth) == 0 && shard < 0 {
+		return &Detection{}, nil
 	}
 	events := make([]anomaly.TruthEvent, len(truth))
 	for i, t := range truth {
 		events[i] = anomaly.TruthEvent{DeviceID: t.DeviceID, Kind: anomaly.Kind(t.Kind), Start: t.Start, End: t.End}
 	}
 	var detections []anomaly.Detection
-	err = run.FlaggedReadings(ctx, in.Window, func(r warehouse.FlaggedReading) error {
+	err = run.FlaggedReadings(ctx, w, shard, func(r warehouse.FlaggedReading) error {
 		if kinds := anomaly.Classify(r.Reasons, r.Flags); len(kinds) > 0 {
 			detections = append(detections, anomaly.Detection{DeviceID: r.DeviceID, Time: r.Time, Kinds: kinds})
 		}
@@ -373,18 +404,7 @@ func (b *Batch) scoreDetection(ctx context.Context, in FinishRunInput) (map[stri
 	if err != nil {
 		return nil, err
 	}
-	scores := anomaly.Score(events, detections, time.Minute)
-	out := make(map[string]DetectionScore, len(scores))
-	kinds := make([]string, 0, len(scores))
-	for k := range scores {
-		kinds = append(kinds, string(k))
-	}
-	sort.Strings(kinds)
-	for _, k := range kinds {
-		m := scores[anomaly.Kind(k)]
-		out[k] = DetectionScore{TruePositives: int64(m.TP), FalsePositives: int64(m.FP), FalseNegatives: int64(m.FN), Precision: m.Precision, Recall: m.Recall}
-	}
-	return out, nil
+	return &Detection{Truth: len(truth) > 0, Kinds: anomaly.Score(events, detections, time.Minute)}, nil
 }
 
 // CleanupStaging drops the run's staging partitions.

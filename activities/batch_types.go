@@ -3,6 +3,7 @@ package activities
 import (
 	"time"
 
+	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
 )
 
@@ -136,6 +137,16 @@ type LoadFactsResult struct {
 	// Sums are the figures of the shard's facts of the window after the
 	// load, measured in its transaction.
 	Sums *batch.FactSums `json:"sums,omitempty"`
+	// Detection scores the shard's flagged facts against the ground truth.
+	Detection *Detection `json:"detection,omitempty"`
+}
+
+// Detection is anomaly detection scored against the seeder's ground truth
+// for some of a run's devices: Truth says whether they had injected
+// events at all.
+type Detection struct {
+	Truth bool                             `json:"truth"`
+	Kinds map[anomaly.Kind]anomaly.Metrics `json:"kinds,omitempty"`
 }
 
 // RefreshAggregatesInput refreshes the hourly continuous aggregate of a
@@ -198,6 +209,9 @@ type FinishRunInput struct {
 	// every shard's LoadFactsResult.Sums; FinishRun then does not read the
 	// facts again. Nil: it measures them.
 	LoadedSums *batch.FactSums `json:"loaded_sums,omitempty"`
+	// LoadedDetection, when set, is the run's detection scores added up
+	// from every shard's LoadFactsResult.Detection.
+	LoadedDetection *Detection `json:"loaded_detection,omitempty"`
 }
 
 // DetectionScore is precision and recall of one anomaly kind against the

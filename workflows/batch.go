@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/iot-etl/iot-etl/activities"
+	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
 )
 
@@ -191,7 +192,8 @@ type batchRun struct {
 	result   BatchResult
 	loaded   map[int]bool // shards whose facts are loaded
 	rows     map[int]int64
-	sums     map[int]*batch.FactSums // each loaded shard's facts of the window, as its load measured them
+	sums     map[int]*batch.FactSums       // each loaded shard's facts of the window, as its load measured them
+	detected map[int]*activities.Detection // and its detection scores
 	phaseAt  time.Time
 
 	recovery      bool // lost staging is re-created (changeStagingRecovery)
@@ -221,11 +223,12 @@ type batchRun struct {
 func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error) {
 	info := workflow.GetInfo(ctx)
 	r := &batchRun{
-		in:     in.withDefaults(),
-		ref:    activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
-		loaded: map[int]bool{},
-		rows:   map[int]int64{},
-		sums:   map[int]*batch.FactSums{},
+		in:       in.withDefaults(),
+		ref:      activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
+		loaded:   map[int]bool{},
+		rows:     map[int]int64{},
+		sums:     map[int]*batch.FactSums{},
+		detected: map[int]*activities.Detection{},
 	}
 	r.progress.Phase = PhaseStarting
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return r.progress, nil }); err != nil {
@@ -441,7 +444,7 @@ func (r *batchRun) finish(ctx workflow.Context, phase string, status batch.Statu
 		Error: errMsg, FinishedAt: workflow.Now(ctx), StagingRecoveries: r.result.StagingRecoveries,
 	}
 	if status == batch.StatusSucceeded {
-		in.LoadedSums = r.loadedSums(ctx)
+		in.LoadedSums, in.LoadedDetection = r.loadedSums(ctx), r.loadedDetection()
 	}
 	var fin activities.FinishRunResult
 	if err := workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.FinishRun, in).Get(ctx, &fin); err != nil {
@@ -471,6 +474,23 @@ func (r *batchRun) loadedSums(ctx workflow.Context) *batch.FactSums {
 			return nil
 		}
 	}
+	return &total
+}
+
+// loadedDetection adds up the detection scores every shard's load
+// reported, or returns nil when a shard has none.
+func (r *batchRun) loadedDetection() *activities.Detection {
+	var total activities.Detection
+	parts := make([]map[anomaly.Kind]anomaly.Metrics, 0, r.in.Shards)
+	for shard := 0; shard < r.in.Shards; shard++ {
+		d := r.detected[shard]
+		if d == nil {
+			return nil
+		}
+		total.Truth = total.Truth || d.Truth
+		parts = append(parts, d.Kinds)
+	}
+	total.Kinds = anomaly.Combine(parts...)
 	return &total
 }
 

@@ -166,7 +166,7 @@ func (r *batchRun) load(ctx workflow.Context) error {
 			continue
 		}
 		r.loaded[shard] = true
-		r.sums[shard] = res.Sums
+		r.sums[shard], r.detected[shard] = res.Sums, res.Detection
 		r.progress.ChunksDone++
 		r.progress.Rows += res.Rows
 	}

@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/iot-etl/iot-etl/activities"
+	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
 )
 
@@ -801,7 +802,8 @@ func TestSourceSchemaIsNotRetried(t *testing.T) {
 }
 
 // TestFinishUsesTheLoadsSums: when every shard's load reports the sums of
-// its facts, FinishRun gets their total and need not read the facts; when
+// its facts and its detection scores, FinishRun gets their totals and need
+// not read the facts; when
 // one shard has none (loaded by a worker from before them), it gets none
 // and measures.
 func TestFinishUsesTheLoadsSums(t *testing.T) {
@@ -815,18 +817,21 @@ func TestFinishUsesTheLoadsSums(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var got *batch.FactSums
+			var gotDetection *activities.Detection
 			env := newBatchEnv(t, func(env *testsuite.TestWorkflowEnvironment) {
 				env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
 					func(_ context.Context, in activities.LoadFactsInput) (activities.LoadFactsResult, error) {
 						res := activities.LoadFactsResult{Rows: in.ExpectedRows}
 						if in.Shard != tc.noSums {
 							res.Sums = &batch.FactSums{Rows: 1, Anomalies: 1, Quality: "0.5", Checksum: "1000000000000000000"}
+							res.Detection = &activities.Detection{Truth: in.Shard == 0,
+								Kinds: map[anomaly.Kind]anomaly.Metrics{anomaly.KindSpike: {TP: 1, FP: 1, Events: 1, Found: 1}}}
 						}
 						return res, nil
 					})
 				env.OnActivity(a.FinishRun, mock.Anything, mock.Anything).Return(
 					func(_ context.Context, in activities.FinishRunInput) (activities.FinishRunResult, error) {
-						got = in.LoadedSums
+						got, gotDetection = in.LoadedSums, in.LoadedDetection
 						return activities.FinishRunResult{FactRows: 3}, nil
 					})
 			})
@@ -834,6 +839,16 @@ func TestFinishUsesTheLoadsSums(t *testing.T) {
 			result(t, env)
 			if diff := cmp.Diff(tc.want, got); diff != "" {
 				t.Errorf("FinishRunInput.LoadedSums (-want +got):\n%s", diff)
+			}
+			if tc.want == nil {
+				if gotDetection != nil {
+					t.Errorf("FinishRunInput.LoadedDetection %+v; want none", gotDetection)
+				}
+				return
+			}
+			spike := gotDetection.Kinds[anomaly.KindSpike]
+			if !gotDetection.Truth || spike.TP != 3 || spike.FP != 3 || spike.Events != 3 || spike.Precision != 0.5 || spike.Recall != 1 {
+				t.Errorf("FinishRunInput.LoadedDetection %+v; want truth, spike TP 3 FP 3 of 3 events", gotDetection)
 			}
 		})
 	}

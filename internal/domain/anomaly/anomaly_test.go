@@ -184,6 +184,28 @@ func TestScore(t *testing.T) {
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("scores (-want +got):\n%s", diff)
 	}
+	// Scored device by device and combined, the scores are the same.
+	byDevice := func(dev string) ([]anomaly.TruthEvent, []anomaly.Detection) {
+		var tr []anomaly.TruthEvent
+		var ds []anomaly.Detection
+		for _, e := range truth {
+			if e.DeviceID == dev {
+				tr = append(tr, e)
+			}
+		}
+		for _, d := range detections {
+			if d.DeviceID == dev {
+				ds = append(ds, d)
+			}
+		}
+		return tr, ds
+	}
+	ta, da := byDevice("A")
+	tb, db := byDevice("B")
+	combined := anomaly.Combine(anomaly.Score(ta, da, time.Minute), anomaly.Score(tb, db, time.Minute))
+	if diff := cmp.Diff(want, combined); diff != "" {
+		t.Errorf("combined per-device scores (-want +got):\n%s", diff)
+	}
 }
 
 func TestScoreOverlappingEvents(t *testing.T) {

@@ -125,14 +125,39 @@ func Score(truth []TruthEvent, detections []Detection, expectedInterval time.Dur
 		out[ev.Kind] = m
 	}
 	for k, m := range out {
-		m.Precision, m.Recall = 1, 1
-		if m.TP+m.FP > 0 {
-			m.Precision = float64(m.TP) / float64(m.TP+m.FP)
+		out[k] = m.withRates()
+	}
+	return out
+}
+
+func (m Metrics) withRates() Metrics {
+	m.Precision, m.Recall = 1, 1
+	if m.TP+m.FP > 0 {
+		m.Precision = float64(m.TP) / float64(m.TP+m.FP)
+	}
+	if m.Events > 0 {
+		m.Recall = float64(m.Found) / float64(m.Events)
+	}
+	return m
+}
+
+// Combine adds up the scores of disjoint sets of devices (Score matches
+// per device and kind, so the counts add up) and recomputes the rates: the
+// scores of a run's shards are the run's.
+func Combine(parts ...map[Kind]Metrics) map[Kind]Metrics {
+	out := map[Kind]Metrics{}
+	for _, k := range AllKinds {
+		out[k] = Metrics{}
+	}
+	for _, p := range parts {
+		for k, m := range p {
+			t := out[k]
+			t.TP, t.FP, t.Events, t.Found, t.FN = t.TP+m.TP, t.FP+m.FP, t.Events+m.Events, t.Found+m.Found, t.FN+m.FN
+			out[k] = t
 		}
-		if m.Events > 0 {
-			m.Recall = float64(m.Found) / float64(m.Events)
-		}
-		out[k] = m
+	}
+	for k, m := range out {
+		out[k] = m.withRates()
 	}
 	return out
 }

@@ -259,15 +259,15 @@ type TruthEvent struct {
 	Start, End time.Time
 }
 
-// GroundTruth returns the injected anomalies of the run's devices that lie
-// inside w. Events that straddle the window edges are left out:
-// the run saw only part of them.
-func (r Run) GroundTruth(ctx context.Context, w batch.Window) ([]TruthEvent, error) {
+// GroundTruth returns the injected anomalies of the run's devices of shard
+// (every shard when it is negative) that lie inside w. Events that
+// straddle the window edges are left out: the run saw only part of them.
+func (r Run) GroundTruth(ctx context.Context, w batch.Window, shard int) ([]TruthEvent, error) {
 	rows, err := r.TS.Query(ctx, `
 		SELECT g.device_id, g.kind, g.start_time, g.end_time FROM public.anomaly_ground_truth g
-		JOIN staging.devices d ON d.run_key = $1 AND d.device_id = g.device_id
+		JOIN staging.devices d ON d.run_key = $1 AND d.device_id = g.device_id AND ($4 < 0 OR d.shard = $4)
 		WHERE g.start_time >= $2 AND g.end_time < $3
-		ORDER BY g.device_id, g.start_time`, r.ID, w.Start, w.End)
+		ORDER BY g.device_id, g.start_time`, r.ID, w.Start, w.End, shard)
 	if err != nil {
 		return nil, err
 	}
@@ -285,14 +285,15 @@ type FlaggedReading struct {
 	Flags    []string
 }
 
-// FlaggedReadings streams the facts of the run's devices in w that
-// carry an anomaly reason or a null flag: the detections to score.
-func (r Run) FlaggedReadings(ctx context.Context, w batch.Window, fn func(FlaggedReading) error) error {
+// FlaggedReadings streams the facts of the run's devices of shard (every
+// shard when it is negative) in w that carry an anomaly reason or a null
+// flag: the detections to score.
+func (r Run) FlaggedReadings(ctx context.Context, w batch.Window, shard int, fn func(FlaggedReading) error) error {
 	rows, err := r.TS.Query(ctx, `
 		SELECT f.device_id, f.time, f.anomaly_reasons, f.quality_flags FROM dwh.fact_sensor_readings_enriched f
-		JOIN staging.devices d ON d.run_key = $1 AND d.device_id = f.device_id
+		JOIN staging.devices d ON d.run_key = $1 AND d.device_id = f.device_id AND ($4 < 0 OR d.shard = $4)
 		WHERE f.time >= $2 AND f.time < $3 AND (f.is_anomaly OR 'null' = ANY (f.quality_flags))
-		ORDER BY f.device_id, f.time`, r.ID, w.Start, w.End)
+		ORDER BY f.device_id, f.time`, r.ID, w.Start, w.End, shard)
 	if err != nil {
 		return err
 	}
