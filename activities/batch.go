@@ -169,9 +169,16 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 	hb := startHeartbeat(ctx, p)
 	defer hb.Stop()
 	run := b.run(in.Run)
-	// ClearEnriched checks the marker: what is kept from earlier attempts
-	// is there.
-	if err := run.ClearEnriched(ctx, in.Shard, p.LastDevice); err != nil {
+	if activity.HasHeartbeatDetails(ctx) || activity.GetInfo(ctx).Attempt > 1 {
+		// A retry: an earlier attempt may have committed devices it did not
+		// live to heartbeat. ClearEnriched checks the marker: what is kept
+		// from earlier attempts is there.
+		if err := run.ClearEnriched(ctx, in.Shard, p.LastDevice); err != nil {
+			return p.Totals, err
+		}
+	} else if err := run.CheckStaging(ctx); err != nil {
+		// A first attempt has written nothing; the delete would only read
+		// the other shards' output.
 		return p.Totals, err
 	}
 	devices, err := run.ShardDevices(ctx, in.Shard, p.LastDevice)
