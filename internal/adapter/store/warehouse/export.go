@@ -15,92 +15,52 @@ import (
 
 // EachDeviceFacts streams the facts of the run's devices in w, one
 // device at a time in id order: fn gets a device's facts (in time order) as
-// the enriched readings the feature builder consumes. Each device is read
-// by its own range scan of the (device_id, time) key, so no query sorts
-// the window, and the next device is read while fn works on this one: at
-// most two devices are in memory at once.
+// the enriched readings the feature builder consumes. Only one device is in
+// memory at once.
 func (r Run) EachDeviceFacts(ctx context.Context, w batch.Window, fn func(deviceID string, facts []transform.Enriched) error) error {
-	rows, err := r.TS.Query(ctx, `SELECT device_id FROM staging.devices WHERE run_key = $1 ORDER BY device_id`, r.ID)
-	if err != nil {
-		return fmt.Errorf("read devices: %w", err)
-	}
-	devices, err := pgx.CollectRows(rows, pgx.RowTo[string])
-	if err != nil {
-		return fmt.Errorf("read devices: %w", err)
-	}
-	type device struct {
-		id    string
-		facts []transform.Enriched
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	next := make(chan device) // the reader is one device ahead of fn
-	readErr := make(chan error, 1)
-	go func() {
-		defer close(next)
-		for _, id := range devices {
-			facts, err := r.deviceFacts(ctx, id, w)
-			if err != nil {
-				readErr <- err
-				return
-			}
-			select {
-			case next <- device{id, facts}:
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
-	for d := range next {
-		if len(d.facts) == 0 {
-			continue
-		}
-		if err := fn(d.id, d.facts); err != nil {
-			return err
-		}
-	}
-	select {
-	case err := <-readErr:
-		return err
-	default:
-		return ctx.Err()
-	}
-}
-
-// deviceFacts reads one device's facts in w, in time order.
-func (r Run) deviceFacts(ctx context.Context, deviceID string, w batch.Window) ([]transform.Enriched, error) {
 	rows, err := r.TS.Query(ctx, `
-		SELECT f.time, f.value, f.device_type, f.zone, f.is_anomaly, f.quality_score, f.quality_flags
+		SELECT f.device_id, f.time, f.value, f.device_type, f.zone, f.is_anomaly, f.quality_score, f.quality_flags
 		FROM dwh.fact_sensor_readings_enriched f
-		WHERE f.device_id = $1 AND f.time >= $2 AND f.time < $3
-		ORDER BY f.time`, deviceID, w.Start, w.End)
+		JOIN staging.devices d ON d.run_key = $1 AND d.device_id = f.device_id
+		WHERE f.time >= $2 AND f.time < $3
+		ORDER BY f.device_id, f.time`, r.ID, w.Start, w.End)
 	if err != nil {
-		return nil, fmt.Errorf("read facts of %s: %w", deviceID, err)
+		return fmt.Errorf("read facts: %w", err)
 	}
 	defer rows.Close()
 	var (
-		out   []transform.Enriched
+		cur   string
+		batch []transform.Enriched
 		value *float64
 		flags []string
 	)
 	for rows.Next() {
-		e := transform.Enriched{}
-		e.DeviceID = deviceID
-		if err := rows.Scan(&e.Time, &value, &e.TypeCode, &e.Zone, &e.Anomaly, &e.Quality, &flags); err != nil {
-			return nil, fmt.Errorf("read facts of %s: %w", deviceID, err)
+		var e transform.Enriched
+		if err := rows.Scan(&e.DeviceID, &e.Time, &value, &e.TypeCode, &e.Zone, &e.Anomaly, &e.Quality, &flags); err != nil {
+			return fmt.Errorf("read facts: %w", err)
 		}
 		if value != nil {
 			e.Value, e.ValueValid = *value, true
 		}
 		if e.FlagSet, err = quality.ParseFlags(flags); err != nil {
-			return nil, fmt.Errorf("fact %s %s: %w", deviceID, e.Time, err)
+			return fmt.Errorf("fact %s %s: %w", e.DeviceID, e.Time, err)
 		}
-		out = append(out, e)
+		if e.DeviceID != cur && len(batch) > 0 {
+			if err := fn(cur, batch); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+		cur = e.DeviceID
+		batch = append(batch, e)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read facts of %s: %w", deviceID, err)
+		return fmt.Errorf("read facts: %w", err)
 	}
-	return out, nil
+	if len(batch) > 0 {
+		return fn(cur, batch)
+	}
+	return nil
 }
 
 // FeatureSink upserts feature rows into dwh.ml_features within one
