@@ -77,20 +77,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Println("starting a Temporal dev server and building the worker...")
-	srv, err := temporalx.StartDevServer(ctx)
+	wb, err := benchutil.StartWorkbench(ctx, "batch")
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	tmp, err := os.MkdirTemp("", "iotetl-bench-batch-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	workerBin := filepath.Join(tmp, "worker")
-	if b, err := exec.Command("go", "build", "-o", workerBin, "./worker").CombinedOutput(); err != nil {
-		return fmt.Errorf("build worker: %w\n%s", err, b)
-	}
+	defer wb.Close()
 
 	var results []Size
 	var machine benchutil.Machine
@@ -99,7 +90,7 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("-sizes: %w", err)
 		}
-		r, m, err := runSize(ctx, base, srv.Addr, workerBin, tmp, n, *days, *shards)
+		r, m, err := runSize(ctx, base, wb.Server.Addr, wb.WorkerBin, wb.Dir, n, *days, *shards)
 		if err != nil {
 			return err
 		}
@@ -141,9 +132,7 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	r.SeedSeconds, r.Readings = time.Since(seedStart).Seconds(), sum.Readings
 
 	cfg := *stack.Cfg
-	// The benchmark's own dev server: plain gRPC, whatever TEMPORAL_TLS_*
-	// says of the operator's cluster.
-	cfg.Temporal.Address, cfg.Temporal.TLSOn, cfg.Temporal.TLS, cfg.Temporal.APIKey = temporalAddr, false, config.TLS{}, ""
+	benchutil.UseDevServer(&cfg, temporalAddr)
 	cfg.Temporal.BatchTaskQueue = fmt.Sprintf("bench-batch-%d", devices)
 	exportDir, err := filepath.Abs(filepath.Join(tmp, fmt.Sprintf("exports-%d", devices)))
 	if err != nil {
@@ -152,10 +141,7 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	cfg.Export.URL = "file://" + filepath.ToSlash(exportDir) // the local export store
 	cfg.LogLevel = "warn"
 	worker := exec.CommandContext(ctx, workerBin, "-queues", "batch")
-	for k, v := range cfg.Env() {
-		worker.Env = append(worker.Env, k+"="+v)
-	}
-	worker.Env = append(worker.Env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
+	worker.Env = benchutil.WorkerEnv(&cfg)
 	worker.Stderr = os.Stderr
 	if err := worker.Start(); err != nil {
 		return r, machine, err
