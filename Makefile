@@ -140,6 +140,9 @@ bench-seed: ## seed 1000 devices x 7 days into throwaway databases; readings/s
 bench-batch: tools ## batch ETL over 1M and 10M readings vs the same transform in SQL; worker peak RSS
 	$(GO) run ./bench/batch
 
+bench-scale: tools ## batch (1M readings) and stream (1M messages) with 1 and 2 worker processes; rows/s, speedup, CPU per component and per row
+	$(GO) run ./bench/scale
+
 bench-stream: ## exactly-once ingest of 2M messages vs a COPY ceiling and a naive consumer; latency at 10k msg/s
 	$(GO) run ./bench/stream
 

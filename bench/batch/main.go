@@ -14,7 +14,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -23,7 +22,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
@@ -85,20 +83,11 @@ func run(ctx context.Context) error {
 		return err
 	}
 	fmt.Println("starting a Temporal dev server and building the worker...")
-	srv, err := temporalx.StartDevServer(ctx)
+	wb, err := benchutil.StartWorkbench(ctx, "batch")
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	tmp, err := os.MkdirTemp("", "iotetl-bench-batch-*")
-	if err != nil {
-		return err
-	}
-	defer os.RemoveAll(tmp)
-	workerBin := filepath.Join(tmp, "worker")
-	if b, err := exec.Command("go", "build", "-o", workerBin, "./worker").CombinedOutput(); err != nil {
-		return fmt.Errorf("build worker: %w\n%s", err, b)
-	}
+	defer wb.Close()
 
 	var results []Size
 	var machine benchutil.Machine
@@ -107,7 +96,7 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("-sizes: %w", err)
 		}
-		r, m, err := runSize(ctx, base, srv.Addr, workerBin, tmp, *profile, n, *days, *shards)
+		r, m, err := runSize(ctx, base, wb.Server.Addr, wb.WorkerBin, wb.Dir, *profile, n, *days, *shards)
 		if err != nil {
 			return err
 		}
@@ -150,9 +139,7 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	r.SeedSeconds, r.Readings = time.Since(seedStart).Seconds(), sum.Readings
 
 	cfg := *stack.Cfg
-	// The benchmark's own dev server: plain gRPC, whatever TEMPORAL_TLS_*
-	// says of the operator's cluster.
-	cfg.Temporal.Address, cfg.Temporal.TLSOn, cfg.Temporal.TLS, cfg.Temporal.APIKey = temporalAddr, false, config.TLS{}, ""
+	benchutil.UseDevServer(&cfg, temporalAddr)
 	cfg.Temporal.BatchTaskQueue = fmt.Sprintf("bench-batch-%d", devices)
 	exportDir, err := filepath.Abs(filepath.Join(tmp, fmt.Sprintf("exports-%d", devices)))
 	if err != nil {
@@ -168,16 +155,11 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 		p := filepath.Join(profile, fmt.Sprintf("batch-%d", devices))
 		args = append(args, "-cpuprofile", p+".cpu.pprof", "-memprofile", p+".allocs.pprof", "-sqlprofile", p+".sql.txt")
 	}
-	worker := exec.CommandContext(ctx, workerBin, args...)
-	for k, v := range cfg.Env() {
-		worker.Env = append(worker.Env, k+"="+v)
-	}
-	worker.Env = append(worker.Env, "PATH="+os.Getenv("PATH"), "HOME="+os.Getenv("HOME"))
-	worker.Stderr = os.Stderr
-	if err := worker.Start(); err != nil {
+	worker, err := benchutil.StartWorker(workerBin, benchutil.WorkerEnv(&cfg), os.Stderr, args...)
+	if err != nil {
 		return r, machine, err
 	}
-	defer stopWorker(worker)
+	defer worker.Stop(30 * time.Second)
 
 	tc, err := temporalx.Dial(ctx, cfg.Temporal, nil)
 	if err != nil {
@@ -185,7 +167,7 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	}
 	defer tc.Close()
 	// The clock starts once the worker polls, not while it starts up.
-	if err := waitPollers(ctx, tc, cfg.Temporal.BatchTaskQueue); err != nil {
+	if err := benchutil.WaitPollers(ctx, tc, cfg.Temporal.BatchTaskQueue, 1, worker.Exited); err != nil {
 		return r, machine, err
 	}
 	fmt.Printf("%d readings seeded in %.1fs; running the batch over [%s, %s)...\n", sum.Readings, r.SeedSeconds, from.Format("2006-01-02"), to.Format("2006-01-02"))
@@ -200,7 +182,7 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 		return r, machine, err
 	}
 	r.BatchSeconds = time.Since(batchStart).Seconds()
-	r.WorkerPeakRSS = benchutil.PeakRSSKiB(worker.Process.Pid)
+	r.WorkerPeakRSS = benchutil.PeakRSSKiB(worker.Pid())
 	r.BatchRowsPerS = float64(res.RowsLoaded) / r.BatchSeconds
 	r.FactChecksum = res.FactChecksum
 	for p, ms := range res.PhaseMillis {
@@ -217,7 +199,9 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	r.OrchestrationS, r.OrchestrationShare = cov.Orchestration().Seconds(), cov.Share()
 	r.ActivityAttempts, r.HistoryEvents = cov.Attempts, cov.Events
 	if profile != "" {
-		stopWorker(worker) // writes the profiles
+		if err := worker.Stop(30 * time.Second); err != nil { // writes the profiles
+			return r, machine, err
+		}
 	}
 
 	fmt.Printf("batch done in %.1fs; SQL baseline...\n", r.BatchSeconds)
@@ -234,35 +218,6 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 		JOIN bench_sql_fact s USING (device_id, time)
 		WHERE (f.zscore IS NULL AND s.zscore IS NULL) OR abs(f.zscore - s.zscore) <= 1e-9 * greatest(1, abs(f.zscore))`).Scan(&r.ZScoreAgree)
 	return r, machine, err
-}
-
-// stopWorker stops the worker as an operator would (SIGTERM, so it writes
-// its profiles), and kills it if it has not exited after 30 s. Calling it
-// again is harmless.
-func stopWorker(w *exec.Cmd) {
-	if w.ProcessState != nil {
-		return
-	}
-	_ = w.Process.Signal(syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = w.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(30 * time.Second):
-		_ = w.Process.Kill()
-		<-done
-	}
-}
-
-// waitPollers waits until a worker polls queue for workflow tasks.
-func waitPollers(ctx context.Context, tc client.Client, queue string) error {
-	return benchutil.WaitFor(ctx, time.Minute, func() (bool, error) {
-		d, err := tc.DescribeTaskQueue(ctx, queue, enumspb.TASK_QUEUE_TYPE_WORKFLOW)
-		if err != nil {
-			return false, err
-		}
-		return len(d.GetPollers()) > 0, nil
-	})
 }
 
 // sqlBaseline is the transform as PostgreSQL would do it alone: one

@@ -19,20 +19,6 @@
 //	go run ./bench/soak -duration 3m -kill-every 1m    # a smoke run
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/iot-etl/iot-etl/internal/testsupport/benchutil"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/soak:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("bench/soak", run) }

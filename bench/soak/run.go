@@ -6,8 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -215,28 +213,12 @@ func run(ctx context.Context, args []string) error {
 	cfg.Kafka = config.Kafka{BootstrapServers: cluster.ListenAddrs(), Topic: cfg.Kafka.Topic, Partitions: cfg.Kafka.Partitions}
 
 	step("starting a Temporal dev server and building the worker")
-	srv, err := temporalx.StartDevServer(ctx)
+	wb, err := benchutil.StartWorkbench(ctx, "soak")
 	if err != nil {
 		return err
 	}
-	defer srv.Stop()
-	tmp, err := os.MkdirTemp("", "iotetl-bench-soak-*")
-	if err != nil {
-		return err
-	}
-	keepLogs := false // the workers' logs stay when the run fails
-	defer func() {
-		if !keepLogs {
-			os.RemoveAll(tmp)
-		}
-	}()
-	workerBin := filepath.Join(tmp, "worker")
-	if b, err := exec.Command("go", "build", "-o", workerBin, "./worker").CombinedOutput(); err != nil {
-		return fmt.Errorf("build worker: %w\n%s", err, b)
-	}
-	// The benchmark's own dev server: plain gRPC, whatever TEMPORAL_TLS_*
-	// says of the operator's cluster.
-	cfg.Temporal.Address, cfg.Temporal.TLSOn, cfg.Temporal.TLS, cfg.Temporal.APIKey = srv.Addr, false, config.TLS{}, ""
+	defer wb.Close() // the workers' logs stay when the run fails (KeepDir)
+	benchutil.UseDevServer(&cfg, wb.Server.Addr)
 	cfg.Temporal.StreamTaskQueue = "bench-soak"
 	cfg.LogLevel = "warn"
 
@@ -247,14 +229,14 @@ func run(ctx context.Context, args []string) error {
 	defer prod.Close()
 	s := &soak{
 		opts: opts, cfg: &cfg, ts: stack.Timescale, cluster: cluster, prod: prod,
-		pool:    newWorkerPool(workerBin, tmp, cfg.Env(), opts.workers),
+		pool:    newWorkerPool(wb.WorkerBin, wb.Dir, cfg.Env(), opts.workers),
 		tracker: newLatencyTracker(int(opts.rate*opts.duration.Seconds()*1.01) + 1024),
 	}
 	s.f = Figures{
 		DurationS: opts.duration.Seconds(), TargetRate: opts.rate, KillEveryS: opts.killEvery.Seconds(),
 		WarmUpS: opts.warmUp.Seconds(), SampleS: opts.sample.Seconds(), Workers: opts.workers,
 		Partitions: opts.partitions, Leases: min(opts.leases, opts.partitions), Devices: opts.devices,
-		AnomalyRatio: opts.anomalyRatio, BadRatio: opts.badRatio, LoadAvgStart: loadAverage(),
+		AnomalyRatio: opts.anomalyRatio, BadRatio: opts.badRatio, LoadAvgStart: benchutil.LoadAverage(),
 		Kills: []Kill{}, Timeline: []Sample{},
 	}
 	for i := range opts.workers {
@@ -265,12 +247,12 @@ func run(ctx context.Context, args []string) error {
 	defer s.pool.stop(30 * time.Second)
 
 	if err := s.soak(ctx); err != nil {
-		keepLogs = true
-		fmt.Fprintf(os.Stderr, "bench/soak: the workers' logs are kept in %s\n", tmp)
+		wb.KeepDir = true
+		fmt.Fprintf(os.Stderr, "bench/soak: the workers' logs are kept in %s\n", wb.Dir)
 		return err
 	}
 	s.f.ElapsedS = roundTo(time.Since(began).Seconds(), 0.001)
-	s.f.LoadAvgEnd = loadAverage()
+	s.f.LoadAvgEnd = benchutil.LoadAverage()
 	res := benchutil.Result{
 		Benchmark: "soak",
 		RanAt:     time.Now().UTC(),
@@ -558,20 +540,6 @@ func (s *soak) checkRecoveries(now time.Time) {
 			step("%4.0fs  every partition committed again %.1f s after kill %d", now.Sub(k.at).Seconds()+k.AtS, k.RecoveryS, i+1)
 		}
 	}
-}
-
-// loadAverage is the 1-minute load average, 0 when unknown.
-func loadAverage() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(b))
-	if len(fields) == 0 {
-		return 0
-	}
-	l, _ := strconv.ParseFloat(fields[0], 64)
-	return l
 }
 
 func notes(f Figures) []string {

@@ -23,20 +23,6 @@
 //	go run ./bench/stream [--messages 2000000] [--quick] [--densities 1,2,10] [--out bench/results/stream.json]
 package main
 
-import (
-	"context"
-	"fmt"
-	"os"
-	"os/signal"
-	"syscall"
-)
+import "github.com/iot-etl/iot-etl/internal/testsupport/benchutil"
 
-func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, os.Args[1:])
-	stop()
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "bench/stream:", err)
-		os.Exit(1)
-	}
-}
+func main() { benchutil.Main("bench/stream", run) }

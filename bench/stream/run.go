@@ -147,17 +147,9 @@ func parseOptions(args []string) (options, error) {
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
-	set := map[string]bool{}
-	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	if *quick {
-		if !set["messages"] {
-			o.messages = 200_000
-		}
-		if !set["naive-messages"] {
-			o.naiveMessages = 10_000
-		}
-		if !set["latency-duration"] {
-			o.latencyDuration = 10 * time.Second
+		if err := benchutil.SetUnset(fs, map[string]string{"messages": "200000", "naive-messages": "10000", "latency-duration": "10s"}); err != nil {
+			return o, err
 		}
 	}
 	o.naiveMessages = min(o.naiveMessages, o.messages)
@@ -282,7 +274,7 @@ func (b *bench) measure(ctx context.Context) error {
 		Messages: o.messages, Devices: o.devices, IntervalSeconds: o.interval.Seconds(), Partitions: o.partitions,
 		AnomalyRatio: o.anomalyRatio, BadRatio: o.badRatio, Leases: max(b.cfg.Stream.Leases, 1),
 		MaxBatchRecords: b.cfg.Stream.MaxBatchRecords, MaxBatchWaitMS: float64(b.cfg.Stream.MaxBatchWait) / float64(time.Millisecond),
-		TimescaleDB: hyper, LoadAvgStart: loadAverage(),
+		TimescaleDB: hyper, LoadAvgStart: benchutil.LoadAverage(),
 	}
 	progress(fmt.Sprintf("produce %d messages", o.messages))
 	var ends map[int32]int64
@@ -334,7 +326,7 @@ func (b *bench) measure(ctx context.Context) error {
 		return fmt.Errorf("latency: %w", err)
 	}
 	f.PeakRSSKiB = benchutil.PeakRSSKiB(os.Getpid())
-	f.LoadAvgEnd = loadAverage()
+	f.LoadAvgEnd = benchutil.LoadAverage()
 	if f.Densities, err = b.densities(ctx, measured); err != nil {
 		return err
 	}
@@ -437,20 +429,6 @@ func (b *bench) likeReadings(ctx context.Context, name string) error {
 var readingColumns = []string{"time", "device_id", "value", "battery", "rssi", "source"}
 
 func joinColumns() string { return strings.Join(readingColumns, ", ") }
-
-// loadAverage is the 1-minute load average, 0 when unknown.
-func loadAverage() float64 {
-	b, err := os.ReadFile("/proc/loadavg")
-	if err != nil {
-		return 0
-	}
-	fields := strings.Fields(string(b))
-	if len(fields) == 0 {
-		return 0
-	}
-	l, _ := strconv.ParseFloat(fields[0], 64)
-	return l
-}
 
 // processCPU is the user and system CPU time of this process, in seconds.
 func processCPU() float64 {

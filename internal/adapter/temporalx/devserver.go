@@ -112,6 +112,14 @@ func (s *DevServer) Stop() {
 	s.cmd = nil
 }
 
+// Pid is the process id of the running server, 0 when it is not running.
+func (s *DevServer) Pid() int {
+	if s == nil || s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Kill is kill -9 of the server's process group: no shutdown at all.
 func (s *DevServer) Kill() {
 	if s == nil || s.cmd == nil || s.cmd.Process == nil {

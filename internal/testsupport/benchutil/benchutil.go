@@ -100,6 +100,21 @@ func PeakRSSKiB(pid int) int64 {
 	return n
 }
 
+// LoadAverage is the 1-minute load average, 0 when unknown: the machine is
+// shared, and other work skews every figure.
+func LoadAverage() float64 {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return 0
+	}
+	fields := strings.Fields(string(b))
+	if len(fields) == 0 {
+		return 0
+	}
+	l, _ := strconv.ParseFloat(fields[0], 64)
+	return l
+}
+
 // WaitFor polls cond every 50 ms until it holds or timeout passes.
 func WaitFor(ctx context.Context, timeout time.Duration, cond func() (bool, error)) error {
 	deadline := time.Now().Add(timeout)
