@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // Density is the ceiling and the ingest of one event-time density: the
@@ -126,13 +128,20 @@ func (b *bench) truncateSink(ctx context.Context) error {
 // the readings, and the windows count every reading once.
 func (b *bench) checkSink(ctx context.Context, wantRows int64) (int64, error) {
 	var rows, windows, windowReadings, wantWindows int64
-	err := b.ts.QueryRow(ctx, `SELECT
+	// The distinct (device, window) count hashes millions of keys: with the
+	// default work_mem (4 MB) its spilling hash aggregate ran for minutes.
+	err := pgx.BeginFunc(ctx, b.ts, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '512MB'`); err != nil {
+			return err
+		}
+		return tx.QueryRow(ctx, `SELECT
 		(SELECT count(*) FROM public.sensor_readings),
 		(SELECT count(*) FROM public.sensor_readings_stream_agg),
 		(SELECT coalesce(sum(reading_count), 0)::bigint FROM public.sensor_readings_stream_agg),
 		(SELECT count(*) FROM (SELECT DISTINCT device_id, date_bin(make_interval(secs => $1), time, timestamptz '2000-01-01 00:00:00+00')
 		                       FROM public.sensor_readings_ceiling) w)`,
-		b.cfg.Stream.WindowLength().Duration().Seconds()).Scan(&rows, &windows, &windowReadings, &wantWindows)
+			b.cfg.Stream.WindowLength().Duration().Seconds()).Scan(&rows, &windows, &windowReadings, &wantWindows)
+	})
 	if err != nil {
 		return 0, fmt.Errorf("count the sink: %w", err)
 	}

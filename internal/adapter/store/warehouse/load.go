@@ -252,14 +252,33 @@ func RefreshContinuousAggregate(ctx context.Context, ts *pgxpool.Pool, w batch.W
 // summarizeEnriched summarizes the BRIN index of the run's transform output
 // over the pages written since the last summary, so that a shard's load
 // reads its own pages only (a BRIN scan returns every page not summarized
-// yet). It runs outside the load's transaction: the summary holds a lock
-// the other shards' summaries wait for until it commits. Missing staging
-// is left for the load to report.
+// yet). A summary reads the whole index however little is new, so the
+// first load of the run's staging generation does it and marks it on the
+// staging marker; the other loads wait for that on the marker's row, then
+// skip it. It runs outside the load's transaction: the summary's lock is
+// held until its transaction commits. Without a marker (a run from before
+// markers, or lost staging, which the load then reports) it summarizes.
 func (r Run) summarizeEnriched(ctx context.Context) error {
-	_, err := r.TS.Exec(ctx, `
-		SELECT brin_summarize_new_values(i.indexrelid)
-		FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
-		WHERE i.indrelid = to_regclass($1) AND a.amname = 'brin'`, stagingPartition("enriched", r.ID))
+	err := pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
+		var done bool
+		err := tx.QueryRow(ctx, `SELECT enriched_summarized FROM staging.run_markers WHERE run_key = $1 AND generation = $2 FOR UPDATE`,
+			r.ID, r.Generation).Scan(&done)
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+		case err != nil:
+			return err
+		case done:
+			return nil
+		}
+		if _, err := tx.Exec(ctx, `
+			SELECT brin_summarize_new_values(i.indexrelid)
+			FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_am a ON a.oid = c.relam
+			WHERE i.indrelid = to_regclass($1) AND a.amname = 'brin'`, stagingPartition("enriched", r.ID)); err != nil {
+			return err
+		}
+		_, err = tx.Exec(ctx, `UPDATE staging.run_markers SET enriched_summarized = true WHERE run_key = $1 AND generation = $2`, r.ID, r.Generation)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("summarize staged transform output: %w", err)
 	}

@@ -122,7 +122,7 @@ func (r Run) writeMarker(ctx context.Context, tx pgx.Tx) error {
 	}
 	_, err := tx.Exec(ctx, `
 		INSERT INTO staging.run_markers (run_key, generation) VALUES ($1, $2)
-		ON CONFLICT (run_key) DO UPDATE SET generation = EXCLUDED.generation, created_at = now()`, r.ID, r.Generation)
+		ON CONFLICT (run_key) DO UPDATE SET generation = EXCLUDED.generation, created_at = now(), enriched_summarized = false`, r.ID, r.Generation)
 	if err != nil {
 		return fmt.Errorf("write staging marker: %w", err)
 	}
