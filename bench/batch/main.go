@@ -159,7 +159,11 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 	if err != nil {
 		return r, machine, err
 	}
-	defer worker.Stop(30 * time.Second)
+	defer func() {
+		if err := worker.Stop(30 * time.Second); err != nil && ctx.Err() == nil {
+			fmt.Fprintln(os.Stderr, "bench/batch:", err)
+		}
+	}()
 
 	tc, err := temporalx.Dial(ctx, cfg.Temporal, nil)
 	if err != nil {

@@ -26,14 +26,12 @@ func startWorkers(cfg *config.Config, bin, dir, name string, queue string, k int
 	for i := range k {
 		log, err := os.Create(filepath.Join(dir, fmt.Sprintf("%s-worker-%d.log", name, i)))
 		if err != nil {
-			ws.stop()
-			return nil, err
+			return nil, errors.Join(err, ws.stop())
 		}
 		w, err := benchutil.StartWorker(bin, benchutil.WorkerEnv(cfg), log, "-queues", queue, "-stop-timeout", "10s")
 		log.Close() // the process holds its own descriptor
 		if err != nil {
-			ws.stop()
-			return nil, err
+			return nil, errors.Join(err, ws.stop())
 		}
 		ws = append(ws, w)
 	}
