@@ -166,6 +166,9 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			p = TransformProgress{}
 		}
 	}
+	if p.Totals.Rows == 0 && p.Totals.Sums == nil {
+		p.Totals.Sums = &batch.FactSums{}
+	}
 	hb := startHeartbeat(ctx, p)
 	defer hb.Stop()
 	run := b.run(in.Run)
@@ -198,6 +201,7 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		buf     = make([]transform.Enriched, 0, flushRows)
 		tx      pgx.Tx
 		pending TransformTotal // since the last commit
+		summer  warehouse.FactSummer
 	)
 	defer func() {
 		if tx != nil {
@@ -240,7 +244,14 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		p.Totals.Rows += pending.Rows
 		p.Totals.Anomalies += pending.Anomalies
 		p.Totals.QualitySum += pending.QualitySum
-		pending = TransformTotal{}
+		if p.Totals.Sums != nil {
+			sums, err := p.Totals.Sums.Add(summer.Sums())
+			if err != nil {
+				return err
+			}
+			p.Totals.Sums = &sums
+		}
+		pending, summer = TransformTotal{}, warehouse.FactSummer{}
 		hb.Beat(p)
 		return nil
 	}
@@ -256,6 +267,7 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 					return nil
 				}
 				buf = append(buf, e)
+				summer.Add(&e)
 				pending.Rows++
 				pending.QualitySum += e.Quality
 				if e.Anomaly {
@@ -305,7 +317,7 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 	if err != nil {
 		return LoadFactsResult{}, err
 	}
-	l, err := b.run(in.Run).LoadFacts(ctx, in.Shard, in.Window, in.ExpectedRows, cagg)
+	l, err := b.run(in.Run).LoadFacts(ctx, in.Shard, in.Window, in.ExpectedRows, in.Transformed, cagg)
 	if err != nil {
 		return LoadFactsResult{}, err
 	}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/jackc/pgx/v5"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
@@ -142,19 +143,51 @@ func TestTransformResumesAfterLastDevice(t *testing.T) {
 	// A first attempt transforms everything, then "fails" after committing
 	// the first two devices: its retry must keep those, drop the rest and
 	// redo only the rest.
-	if _, err := f.env().ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour}); err != nil {
-		t.Fatal(err)
+	transform := func(hb *TransformProgress) TransformTotal {
+		t.Helper()
+		env := f.env()
+		if hb != nil {
+			env.SetHeartbeatDetails(*hb)
+		}
+		v, err := env.ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var total TransformTotal
+		if err := v.Get(&total); err != nil {
+			t.Fatal(err)
+		}
+		return total
+	}
+	// stagedSums are the sums of the staged rows of devices up to through
+	// as the load would measure them.
+	stagedSums := func(through string) batch.FactSums {
+		t.Helper()
+		var s batch.FactSums
+		if err := pgx.BeginFunc(ctx, f.stack.Timescale, func(tx pgx.Tx) error {
+			var err error
+			s, err = warehouse.SumFacts(ctx, tx, "staging.enriched f", "run_key = $1 AND device_id <= $2", f.run.RunID, through)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	last := devices[len(devices)-1].Device.ID
+	first := transform(nil)
+	if want := stagedSums(last); first.Sums == nil || *first.Sums != want {
+		t.Errorf("first attempt's sums %+v, staged rows measure %+v", first.Sums, want)
 	}
 	done := devices[1].Device.ID
-	env = f.env()
-	env.SetHeartbeatDetails(TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: 7}})
-	v, err := env.ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour})
-	if err != nil {
-		t.Fatal(err)
+	doneSums := stagedSums(done)
+	total := transform(&TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows, Sums: &doneSums}})
+	if want := stagedSums(last); total.Sums == nil || *total.Sums != want {
+		t.Errorf("resumed attempt's sums %+v, staged rows measure %+v", total.Sums, want)
 	}
-	var total TransformTotal
-	if err := v.Get(&total); err != nil {
-		t.Fatal(err)
+	// A heartbeat without sums (from a worker before them): the sums of
+	// the rows it covers are unknown, and so are the shard's.
+	if old := transform(&TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows}}); old.Sums != nil {
+		t.Errorf("resumed from a heartbeat without sums: sums %+v, want none", old.Sums)
 	}
 	all := f.count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, batchWindow.Start, batchWindow.End)
 	rest := f.count(`SELECT count(*) FROM public.sensor_readings WHERE device_id > $1 AND time >= $2 AND time < $3`, done, batchWindow.Start, batchWindow.End)
@@ -164,8 +197,8 @@ func TestTransformResumesAfterLastDevice(t *testing.T) {
 	if got := f.count(`SELECT count(DISTINCT (device_id, time)) FROM staging.enriched WHERE run_key = $1`, f.run.RunID); got != all {
 		t.Errorf("%d distinct readings in staging.enriched, want %d", got, all)
 	}
-	if total.Devices != 4 || total.Rows != 7+rest {
-		t.Errorf("totals %+v, want 4 devices and %d rows (heartbeat 7 + %d redone)", total, 7+rest, rest)
+	if total.Devices != 4 || total.Rows != all || all-rest != doneSums.Rows {
+		t.Errorf("totals %+v, want 4 devices and %d rows (heartbeat %d + %d redone)", total, all, doneSums.Rows, rest)
 	}
 }
 

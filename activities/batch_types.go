@@ -105,6 +105,11 @@ type TransformTotal struct {
 	Rows       int64   `json:"rows"`
 	Anomalies  int64   `json:"anomalies"`
 	QualitySum float64 `json:"quality_sum"`
+	// Sums are the fact sums of the rows written (warehouse.FactSummer),
+	// for a first load to take instead of reading its facts again. Nil
+	// when they do not cover every row: a heartbeat from a worker before
+	// them.
+	Sums *batch.FactSums `json:"sums,omitempty"`
 }
 
 // LoadDimensionsInput loads dim_devices and dim_locations from staging.
@@ -126,6 +131,9 @@ type LoadFactsInput struct {
 	Shard        int          `json:"shard"`
 	Window       batch.Window `json:"window"`
 	ExpectedRows int64        `json:"expected_rows"`
+	// Transformed are the sums of the shard's rows as its Transform wrote
+	// them (TransformTotal.Sums), or nil.
+	Transformed *batch.FactSums `json:"transformed,omitempty"`
 }
 
 // LoadFactsResult counts the upserted rows; Changed excludes rows that were

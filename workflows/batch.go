@@ -192,6 +192,7 @@ type batchRun struct {
 	result   BatchResult
 	loaded   map[int]bool // shards whose facts are loaded
 	rows     map[int]int64
+	staged   map[int]*batch.FactSums       // each transformed shard's rows, as its transform summed them
 	sums     map[int]*batch.FactSums       // each loaded shard's facts of the window, as its load measured them
 	detected map[int]*activities.Detection // and its detection scores
 	phaseAt  time.Time
@@ -227,6 +228,7 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 		ref:      activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
 		loaded:   map[int]bool{},
 		rows:     map[int]int64{},
+		staged:   map[int]*batch.FactSums{},
 		sums:     map[int]*batch.FactSums{},
 		detected: map[int]*activities.Detection{},
 	}

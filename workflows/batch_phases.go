@@ -131,7 +131,7 @@ func (r *batchRun) transform(ctx workflow.Context) error {
 			errs = append(errs, fmt.Errorf("transform shard %d: %w", shard, err))
 			continue
 		}
-		r.rows[shard] = total.Rows
+		r.rows[shard], r.staged[shard] = total.Rows, total.Sums
 		r.progress.ChunksDone++
 		r.progress.Rows += total.Rows
 	}
@@ -155,7 +155,7 @@ func (r *batchRun) load(ctx workflow.Context) error {
 			continue
 		}
 		futures[shard] = workflow.ExecuteActivity(lctx, a.LoadFacts, activities.LoadFactsInput{
-			Run: r.ref, Shard: shard, Window: r.window, ExpectedRows: r.rows[shard],
+			Run: r.ref, Shard: shard, Window: r.window, ExpectedRows: r.rows[shard], Transformed: r.staged[shard],
 		})
 	}
 	var errs []error

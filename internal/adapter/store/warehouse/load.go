@@ -122,13 +122,22 @@ type FactLoad struct {
 // already identical in the fact
 // table are not rewritten, so run_id names the run that last changed a row
 // and a rerun of a window changes nothing.
-func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedRows int64, continuousAgg bool) (FactLoad, error) {
+//
+// transformed, when not nil, are the sums of the staged rows as the
+// transform wrote them (FactSummer). A first load, whose facts of the
+// window are exactly the staged rows, reports them instead of reading its
+// facts again; any other load measures its facts.
+func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedRows int64, transformed *batch.FactSums, continuousAgg bool) (FactLoad, error) {
 	var out FactLoad
 	if err := r.summarizeEnriched(ctx); err != nil {
 		return out, err
 	}
 	err := pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
 		if err := r.checkStaging(ctx, tx); err != nil {
+			return err
+		}
+		// The checksum's text, and the hours of the buckets, in UTC.
+		if _, err := tx.Exec(ctx, checksumSettings); err != nil {
 			return err
 		}
 		// staged checks that staging holds what the transform wrote (n
@@ -202,17 +211,22 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 			}
 			out.Changed = tag.RowsAffected()
 		}
-		// The shard's facts of the window, measured while they are in the
-		// cache and while the other shards load on the other cores: the
-		// run's finish adds these up instead of reading every fact again.
-		sums, err := scanFactSums(tx.QueryRow(ctx, `SELECT `+factSumsSelect+`
-			FROM dwh.fact_sensor_readings_enriched f
-			JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id
-			WHERE f.time >= $3 AND f.time < $4`, r.ID, shard, w.Start, w.End))
-		if err != nil {
-			return fmt.Errorf("measure facts: %w", err)
+		// The shard's facts of the window: the run's finish adds these up
+		// instead of reading every fact again. After a first load they are
+		// the staged rows, whose sums the transform computed as it wrote
+		// them; otherwise they are measured here, while they are in the
+		// cache and while the other shards load on the other cores.
+		if !loaded && transformed != nil && transformed.Rows == out.Changed {
+			sums := *transformed
+			out.Sums = &sums
+		} else {
+			sums, err := SumFacts(ctx, tx, `dwh.fact_sensor_readings_enriched f JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id`,
+				`f.time >= $3 AND f.time < $4`, r.ID, shard, w.Start, w.End)
+			if err != nil {
+				return fmt.Errorf("measure facts: %w", err)
+			}
+			out.Sums = &sums
 		}
-		out.Sums = &sums
 		if continuousAgg {
 			return nil
 		}

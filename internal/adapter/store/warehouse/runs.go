@@ -60,12 +60,24 @@ const factChecksumColumns = `f.device_id, f.time, f.value, f.battery, f.rssi, f.
 // factSumsSelect aggregates the fact rows f into batch.FactSums: the
 // count, the anomalies, the exact sum of the quality scores, and the
 // order-independent checksum: the sum of the first 60 bits of the md5 of
-// every row's text.
+// every row's text. The text depends on session settings: run it after
+// checksumSettings. FactSummer computes the same in Go.
 const factSumsSelect = `count(*), count(*) FILTER (WHERE f.is_anomaly), coalesce(sum(f.quality_score::numeric), 0)::text,
 	coalesce(sum(` + factRowHash + `), 0)::text`
 
 // factRowHash is a fact row's term of the checksum.
 const factRowHash = `('x' || substr(md5(ROW(` + factChecksumColumns + `)::text), 1, 15))::bit(60)::bigint`
+
+// SumFacts measures batch.FactSums of the fact rows (or rows of the same
+// columns) that from, which names them f, and where select, with the
+// session settings of the checksum pinned in tx, e.g.
+// SumFacts(ctx, tx, "staging.enriched f", "run_key = $1", id).
+func SumFacts(ctx context.Context, tx pgx.Tx, from, where string, args ...any) (batch.FactSums, error) {
+	if _, err := tx.Exec(ctx, checksumSettings); err != nil {
+		return batch.FactSums{}, err
+	}
+	return scanFactSums(tx.QueryRow(ctx, `SELECT `+factSumsSelect+` FROM `+from+` WHERE `+where, args...))
+}
 
 func scanFactSums(row pgx.Row) (batch.FactSums, error) {
 	var s batch.FactSums
@@ -82,11 +94,12 @@ func (r Run) Measure(ctx context.Context, w batch.Window, loaded *batch.FactSums
 	if loaded != nil {
 		sums = *loaded
 	} else {
-		var err error
-		sums, err = scanFactSums(r.TS.QueryRow(ctx, `SELECT `+factSumsSelect+`
-			FROM dwh.fact_sensor_readings_enriched f
-			JOIN staging.devices d ON d.run_key = $1 AND d.device_id = f.device_id
-			WHERE f.time >= $2 AND f.time < $3`, r.ID, w.Start, w.End))
+		err := pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
+			var err error
+			sums, err = SumFacts(ctx, tx, `dwh.fact_sensor_readings_enriched f JOIN staging.devices d ON d.run_key = $1 AND d.device_id = f.device_id`,
+				`f.time >= $2 AND f.time < $3`, r.ID, w.Start, w.End)
+			return err
+		})
 		if err != nil {
 			return WindowFigures{}, fmt.Errorf("measure window: %w", err)
 		}

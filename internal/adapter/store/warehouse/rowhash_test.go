@@ -1,0 +1,184 @@
+package warehouse
+
+import (
+	"context"
+	"math"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/iot-etl/iot-etl/internal/domain/reading"
+	"github.com/iot-etl/iot-etl/internal/domain/transform"
+	"github.com/iot-etl/iot-etl/internal/testsupport/testenv"
+)
+
+// TestFactSummerMatchesPostgreSQL writes random fact rows, awkward
+// values included (floats at the edges of fixed notation, subnormals,
+// NaN, infinities, negative zero, text that needs quoting in a record or
+// an array, microsecond times), into a table shaped like the fact table,
+// and checks that FactSummer's text of each row, and its sums, are what
+// PostgreSQL gives for them.
+func TestFactSummerMatchesPostgreSQL(t *testing.T) {
+	t.Parallel()
+	s := testenv.Databases(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(14, 2026))
+	const n = 20_000
+	rows := make([]transform.Enriched, n)
+	for i := range rows {
+		rows[i] = randomFact(rng)
+	}
+
+	tx, err := s.Timescale.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `CREATE TEMP TABLE rowhash (ord integer, LIKE dwh.fact_sensor_readings_enriched)`); err != nil {
+		t.Fatal(err)
+	}
+	cols := append([]string{"ord"}, EnrichedColumns...)
+	cols = append(cols, "run_id", "loaded_at")
+	var vals []any
+	now := time.Now()
+	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"rowhash"}, cols, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
+		vals = enrichedRow("run", 0, &rows[i], vals)
+		out := append([]any{i}, vals[2:]...)
+		return append(out, "run", now), nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, checksumSettings); err != nil {
+		t.Fatal(err)
+	}
+
+	q, err := tx.Query(ctx, `SELECT ord, ROW(`+factChecksumColumns+`)::text, `+factRowHash+` FROM rowhash f ORDER BY ord`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		ord        int
+		text       string
+		hash       int64
+		mismatched int
+	)
+	if _, err := pgx.ForEachRow(q, []any{&ord, &text, &hash}, func() error {
+		got := string(appendFactRow(nil, &rows[ord]))
+		if got != text {
+			if mismatched++; mismatched <= 5 {
+				t.Errorf("row %d:\n go  %s\n sql %s", ord, got, text)
+			}
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if mismatched > 0 {
+		t.Fatalf("%d of %d rows differ", mismatched, n)
+	}
+
+	var sum FactSummer
+	for i := range rows {
+		sum.Add(&rows[i])
+	}
+	want, err := SumFacts(ctx, tx, "rowhash f", "true")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := sum.Sums(); got != want {
+		t.Errorf("sums: go %+v, sql %+v", got, want)
+	}
+	if want.Rows != n || want.Checksum == "0" {
+		t.Errorf("sql sums %+v: want %d rows and a checksum", want, n)
+	}
+	var empty FactSummer
+	zero, err := SumFacts(ctx, tx, "rowhash f", "false")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := empty.Sums(); got != zero {
+		t.Errorf("sums of no rows: go %+v, sql %+v", got, zero)
+	}
+}
+
+// awkwardText are strings record_out or array_out quote or escape.
+var awkwardText = []string{"", " ", "a b", `q"uote`, `back\slash`, "(paren)", "com,ma", "{brace}", "tab\there", "new\nline",
+	"NULL", "null", "NuLl", "NULLS", "é ü", "plain", "TEMP-001", "zscore", "out_of_range"}
+
+func randomText(rng *rand.Rand) string {
+	if rng.IntN(3) == 0 {
+		return awkwardText[rng.IntN(len(awkwardText))]
+	}
+	var b strings.Builder
+	for range 1 + rng.IntN(12) {
+		const alphabet = "abcXYZ019 -_.,\"\\(){}"
+		b.WriteByte(alphabet[rng.IntN(len(alphabet))])
+	}
+	return b.String()
+}
+
+func randomTexts(rng *rand.Rand) []string {
+	out := []string{}
+	for range rng.IntN(4) {
+		out = append(out, randomText(rng))
+	}
+	return out
+}
+
+// awkwardFloats sit at the edges of float8out's notations.
+var awkwardFloats = []float64{0, math.Copysign(0, -1), 1, -1, 0.1, 1.0 / 3, 1e-4, 9.99e-5, 1e-5, 0.00012345, 1e14, 1e15, 999999999999999,
+	999999999999999.9, 123456789012345.6, 1e16, 1.5e300, -2.5e-300, math.MaxFloat64, math.SmallestNonzeroFloat64, 2.2250738585072014e-308,
+	5e-324, 21.5, 100, 1e21, 1e22, 0.3, 2.675, math.NaN(), math.Inf(1), math.Inf(-1)}
+
+func randomFloat(rng *rand.Rand) float64 {
+	switch rng.IntN(4) {
+	case 0:
+		return awkwardFloats[rng.IntN(len(awkwardFloats))]
+	case 1:
+		return math.Float64frombits(rng.Uint64())
+	case 2:
+		return float64(rng.IntN(2000000)-1000000) / 100
+	default:
+		return rng.NormFloat64() * math.Pow(10, float64(rng.IntN(40)-20))
+	}
+}
+
+// randomQuality is a score in [0, 1], as the column's check requires.
+func randomQuality(rng *rand.Rand) float64 {
+	switch rng.IntN(3) {
+	case 0:
+		return []float64{0, 1, 0.5, 0.1, 1.0 / 3, 1e-7, 0.9999999999999999, 5e-324}[rng.IntN(8)]
+	case 1:
+		return float64(rng.IntN(101)) / 100
+	default:
+		return rng.Float64()
+	}
+}
+
+func randomFact(rng *rand.Rand) transform.Enriched {
+	e := transform.Enriched{
+		Reading: reading.Reading{
+			DeviceID: randomText(rng),
+			// 1970 to 2100, at microseconds or whole seconds.
+			Time:       time.UnixMicro(rng.Int64N(4_102_444_800_000_000)).UTC(),
+			Value:      randomFloat(rng),
+			ValueValid: rng.IntN(5) > 0,
+			Battery:    randomFloat(rng),
+			RSSI:       int32(rng.Uint32()),
+		},
+		TypeCode: randomText(rng), Metric: randomText(rng), Unit: randomText(rng),
+		LocationID: randomText(rng), Site: randomText(rng), Building: randomText(rng), Floor: rng.IntN(200) - 100, Zone: randomText(rng),
+		Anomaly: rng.IntN(2) == 0, Reasons: randomTexts(rng), Quality: randomQuality(rng), QualityFlags: randomTexts(rng),
+	}
+	if rng.IntN(3) == 0 {
+		e.Time = e.Time.Truncate(time.Second)
+	}
+	if rng.IntN(4) > 0 {
+		e.Rolling = transform.Stats{Count: 1 + rng.IntN(100), Mean: randomFloat(rng), Std: randomFloat(rng), Min: randomFloat(rng), Max: randomFloat(rng),
+			Z: randomFloat(rng), HasStd: rng.IntN(3) > 0, HasZ: rng.IntN(3) > 0}
+	}
+	return e
+}
