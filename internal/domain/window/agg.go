@@ -38,6 +38,16 @@ type Decimal struct {
 // numeric ^ 2 rounds, while numeric * numeric is exact. FromFloat panics on
 // NaN and ±Inf, which have no decimal form (the decoder quarantines them).
 func FromFloat(v float64) Decimal {
+	coef, exp := Float8Numeric(v)
+	if coef == 0 {
+		return Decimal{}
+	}
+	return Decimal{coef: big.NewInt(coef), exp: exp}
+}
+
+// Float8Numeric is FromFloat(v) as coef × 10^exp, without allocating:
+// |coef| < 10^15 and has no trailing zero digit (0 for zero).
+func Float8Numeric(v float64) (coef int64, exp int32) {
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		panic(fmt.Sprintf("window: no decimal for %v", v))
 	}
@@ -49,20 +59,30 @@ func FromFloat(v float64) Decimal {
 	if negative {
 		s = s[1:]
 	}
-	var coef int64
 	for _, c := range s[:16] {
 		if c != '.' {
 			coef = coef*10 + int64(c-'0')
 		}
 	}
-	exp, _ := strconv.Atoi(string(s[17:])) // sign and digits after 'e'
 	if coef == 0 {
-		return Decimal{}
+		return 0, 0
+	}
+	e := 0 // sign and digits after 'e'
+	for _, c := range s[18:] {
+		e = e*10 + int(c-'0')
+	}
+	if s[17] == '-' {
+		e = -e
+	}
+	exp = int32(e - 14)
+	for coef%10 == 0 {
+		coef /= 10
+		exp++
 	}
 	if negative {
 		coef = -coef
 	}
-	return newDecimal(big.NewInt(coef), int32(exp-14))
+	return coef, exp
 }
 
 // newDecimal normalises coef × 10^exp by dropping trailing zero digits, so

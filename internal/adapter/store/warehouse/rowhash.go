@@ -38,6 +38,10 @@ type FactSummer struct {
 	wide  map[int32]*big.Int
 	scale int32
 	buf   []byte
+
+	lastQ    float64
+	lastCoef int64
+	lastExp  int32
 }
 
 // qualityFlushAt keeps a coefficient sum below 2^63 after one more term.
@@ -55,15 +59,20 @@ func (s *FactSummer) Add(e *transform.Enriched) {
 	s.hashLo, carry = bits.Add64(s.hashLo, binary.BigEndian.Uint64(sum[:8])>>4, 0)
 	s.hashHi += carry
 
-	c, exp := window.FromFloat(e.Quality).Parts()
-	if c.Sign() == 0 {
+	if e.Quality != s.lastQ || s.rows == 1 {
+		// Scores repeat: the last one's decimal is kept.
+		s.lastQ = e.Quality
+		s.lastCoef, s.lastExp = window.Float8Numeric(e.Quality)
+	}
+	c, exp := s.lastCoef, s.lastExp
+	if c == 0 {
 		return
 	}
 	s.scale = max(s.scale, -exp)
 	if s.coef == nil {
 		s.coef, s.wide = map[int32]int64{}, map[int32]*big.Int{}
 	}
-	v := s.coef[exp] + c.Int64()
+	v := s.coef[exp] + c
 	s.coef[exp] = v
 	if v > qualityFlushAt || v < -qualityFlushAt {
 		s.flush(exp)
@@ -187,19 +196,53 @@ func appendFloat8(b []byte, v float64) []byte {
 	if math.Abs(v) >= 1<<53 {
 		// Only here can the shortest text lie exactly halfway to a
 		// neighbouring float, which Go takes and PostgreSQL does not.
-		sci = pgShortestLarge(tmp[:0], v, sci)
+		// These are all in scientific notation.
+		return append(b, pgShortestLarge(tmp[:0], v, sci)...)
 	}
-	exp := 0 // the decimal exponent of the first digit
-	for i := len(sci) - 1; i >= 0; i-- {
-		if sci[i] == 'e' {
-			exp, _ = strconv.Atoi(string(sci[i+1:]))
-			break
+	// sci is [-]d[.ddd]e±dd: split it into sign, digits and the decimal
+	// exponent of the first digit.
+	neg := sci[0] == '-'
+	if neg {
+		sci = sci[1:]
+	}
+	var digits [17]byte
+	n, at := 0, 0
+	for ; sci[at] != 'e'; at++ {
+		if sci[at] != '.' {
+			digits[n] = sci[at]
+			n++
 		}
 	}
-	if exp >= -4 && exp < 15 {
-		return strconv.AppendFloat(b, v, 'f', -1, 64)
+	exp := 0
+	for _, c := range sci[at+2:] {
+		exp = exp*10 + int(c-'0')
 	}
-	return append(b, sci...)
+	if sci[at+1] == '-' {
+		exp = -exp
+	}
+	if neg {
+		b = append(b, '-')
+	}
+	switch {
+	case exp < -4 || exp >= 15:
+		return append(b, sci...)
+	case exp < 0: // 0.000ddd
+		b = append(b, '0', '.')
+		for range -exp - 1 {
+			b = append(b, '0')
+		}
+		return append(b, digits[:n]...)
+	case exp+1 >= n: // ddd000
+		b = append(b, digits[:n]...)
+		for range exp + 1 - n {
+			b = append(b, '0')
+		}
+		return b
+	default: // dd.ddd
+		b = append(b, digits[:exp+1]...)
+		b = append(b, '.')
+		return append(b, digits[exp+1:n]...)
+	}
 }
 
 // pgShortestLarge returns the scientific text PostgreSQL's shortest
@@ -255,7 +298,15 @@ func pgShortestLarge(dst []byte, v float64, goText []byte) []byte {
 // without trailing zeros.
 func appendTimestamptz(b []byte, t time.Time) []byte {
 	t = t.UTC()
-	b = t.AppendFormat(b, "2006-01-02 15:04:05")
+	year, month, day := t.Date()
+	hour, minute, sec := t.Clock()
+	if year < 1000 || year > 9999 {
+		b = t.AppendFormat(b, "2006-01-02 15:04:05")
+	} else {
+		b = append(b, byte('0'+year/1000), byte('0'+year/100%10), byte('0'+year/10%10), byte('0'+year%10), '-',
+			byte('0'+int(month)/10), byte('0'+int(month)%10), '-', byte('0'+day/10), byte('0'+day%10), ' ',
+			byte('0'+hour/10), byte('0'+hour%10), ':', byte('0'+minute/10), byte('0'+minute%10), ':', byte('0'+sec/10), byte('0'+sec%10))
+	}
 	if us := t.Nanosecond() / 1000; us > 0 {
 		var frac [7]byte
 		frac[0] = '.'
