@@ -7,6 +7,7 @@ import (
 	"math/big"
 	"math/bits"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
@@ -327,26 +328,7 @@ func appendTimestamptz(b []byte, t time.Time) []byte {
 // quotes, doubling quotes and backslashes, when it is empty or holds a
 // quote, a backslash, a parenthesis, a comma or white space.
 func appendRecordText(b []byte, s string) []byte {
-	quote := s == ""
-	for i := 0; i < len(s) && !quote; i++ {
-		switch c := s[i]; c {
-		case '"', '\\', '(', ')', ',':
-			quote = true
-		default:
-			quote = isSpace(c)
-		}
-	}
-	if !quote {
-		return append(b, s...)
-	}
-	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			b = append(b, s[i])
-		}
-		b = append(b, s[i])
-	}
-	return append(b, '"')
+	return appendQuoted(b, s, `"\(),`, s == "", 0)
 }
 
 // appendTextArray appends a text[] field: the array as array_out writes
@@ -358,33 +340,34 @@ func appendTextArray(b []byte, elems []string) []byte {
 		if i > 0 {
 			arr = append(arr, ',')
 		}
-		arr = appendArrayElem(arr, s)
+		// array_out quotes an element that is empty, reads NULL, or holds
+		// a brace, a comma, a quote, a backslash or white space, and
+		// escapes quotes and backslashes with a backslash.
+		arr = appendQuoted(arr, s, `{},"\`, s == "" || strings.EqualFold(s, "NULL"), '\\')
 	}
 	arr = append(arr, '}')
 	return appendRecordText(b, string(arr))
 }
 
-// appendArrayElem appends one element as array_out does: in double
-// quotes, escaping quotes and backslashes with a backslash, when it is
-// empty, reads NULL, or holds a brace, a comma, a quote, a backslash or
-// white space.
-func appendArrayElem(b []byte, s string) []byte {
-	quote := s == "" || len(s) == 4 && (s[0]|0x20) == 'n' && (s[1]|0x20) == 'u' && (s[2]|0x20) == 'l' && (s[3]|0x20) == 'l'
+// appendQuoted appends s, in double quotes when force is set or s holds
+// one of specials or white space. Inside the quotes, a quote or a
+// backslash is preceded by escape, or doubled when escape is 0.
+func appendQuoted(b []byte, s, specials string, force bool, escape byte) []byte {
+	quote := force
 	for i := 0; i < len(s) && !quote; i++ {
-		switch c := s[i]; c {
-		case '{', '}', ',', '"', '\\':
-			quote = true
-		default:
-			quote = isSpace(c)
-		}
+		quote = strings.IndexByte(specials, s[i]) >= 0 || isSpace(s[i])
 	}
 	if !quote {
 		return append(b, s...)
 	}
 	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
-		if s[i] == '"' || s[i] == '\\' {
-			b = append(b, '\\')
+		if c := s[i]; c == '"' || c == '\\' {
+			if escape == 0 {
+				b = append(b, c)
+			} else {
+				b = append(b, escape)
+			}
 		}
 		b = append(b, s[i])
 	}
