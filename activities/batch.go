@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -10,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/iot-etl/iot-etl/internal/adapter/export"
 	"github.com/iot-etl/iot-etl/internal/adapter/lineage"
@@ -153,17 +155,20 @@ func (b *Batch) RecordRejects(ctx context.Context, in RejectsInput) (RejectsResu
 
 // Transform runs the shared transform over every device of one shard: the
 // readings of the lookback margin warm the rolling statistics, those of the
-// window are written to staging.enriched. Output is committed at device
-// boundaries every FlushRows rows and the last committed device is the
-// heartbeat, so a retry skips what is done and redoes only the rest.
+// window are written to staging.enriched, or straight into the fact table
+// (in.Direct, on a first load of the shard's devices in the window).
+// Output is committed at device boundaries every FlushRows rows and the
+// last committed device is the heartbeat, so a retry skips what is done
+// and redoes only the rest.
 // It reads and resumes only while the run's staging marker is there: each
 // commit checks it, and so does the end, so a shard whose staging was lost
 // (the readings it read, or the output it committed) is StagingLost.
 func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTotal, error) {
 	var p TransformProgress
-	if activity.HasHeartbeatDetails(ctx) {
+	resumed := activity.HasHeartbeatDetails(ctx)
+	if resumed {
 		if err := activity.GetHeartbeatDetails(ctx, &p); err != nil {
-			p = TransformProgress{}
+			p, resumed = TransformProgress{}, false
 		}
 	}
 	if p.Totals.Rows == 0 && p.Totals.Sums == nil {
@@ -172,17 +177,36 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 	hb := startHeartbeat(ctx, p)
 	defer hb.Stop()
 	run := b.run(in.Run)
-	if activity.HasHeartbeatDetails(ctx) || activity.GetInfo(ctx).Attempt > 1 {
-		// A retry: an earlier attempt may have committed devices it did not
-		// live to heartbeat. ClearEnriched checks the marker: what is kept
+	switch {
+	case (resumed || activity.GetInfo(ctx).Attempt > 1) && p.Totals.Direct:
+		// A retry: an earlier attempt may have committed devices it did
+		// not live to heartbeat. Clearing checks the marker: what is kept
 		// from earlier attempts is there.
+		if err := run.ClearFacts(ctx, in.Shard, p.LastDevice, in.Window); err != nil {
+			return p.Totals, err
+		}
+	case resumed || activity.GetInfo(ctx).Attempt > 1:
 		if err := run.ClearEnriched(ctx, in.Shard, p.LastDevice); err != nil {
 			return p.Totals, err
 		}
-	} else if err := run.CheckStaging(ctx); err != nil {
+	default:
 		// A first attempt has written nothing; the delete would only read
 		// the other shards' output.
-		return p.Totals, err
+		if err := run.CheckStaging(ctx); err != nil {
+			return p.Totals, err
+		}
+	}
+	if in.Direct && !resumed {
+		// Where the rows go is decided once, before the first is written:
+		// into the facts only if none of the shard's is there. An attempt
+		// that wrote facts without heartbeating the decision leaves facts
+		// behind, so the next one stages, and the load upserts over them.
+		has, err := run.ShardHasFacts(ctx, b.Timescale, in.Shard, in.Window)
+		if err != nil {
+			return p.Totals, err
+		}
+		p.Totals.Direct = !has
+		hb.Beat(p)
 	}
 	devices, err := run.ShardDevices(ctx, in.Shard, p.LastDevice)
 	if err != nil {
@@ -219,7 +243,14 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 				return err
 			}
 		}
-		if _, err := run.CopyEnriched(ctx, tx, in.Shard, buf); err != nil {
+		if _, err := run.CopyTransformed(ctx, tx, in.Shard, buf, p.Totals.Direct); err != nil {
+			if p.Totals.Direct && store.IsUniqueViolation(err) {
+				// Facts of the window appeared after the decision: another
+				// run loads these devices. The shard starts again, staged,
+				// and its load upserts.
+				hb.Beat(TransformProgress{Totals: TransformTotal{Sums: &batch.FactSums{}}})
+				return temporal.NewApplicationError(fmt.Sprintf("shard %d: facts of the window were written by another run during the transform (%v); it runs again through staging", in.Shard, err), ErrTypeFactsAppeared)
+			}
 			return err
 		}
 		buf = buf[:0]
@@ -280,14 +311,14 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			}
 			if len(buf) >= flushRows {
 				if err := copyBuf(); err != nil {
-					return p.Totals, fmt.Errorf("write transform output: %w", err)
+					return p.Totals, writeFailed(err)
 				}
 			}
 		}
 		pending.Devices++
 		if pending.Rows >= int64(flushRows) || i == len(devices)-1 {
 			if err := commit(d.Device.ID); err != nil {
-				return p.Totals, fmt.Errorf("write transform output: %w", err)
+				return p.Totals, writeFailed(err)
 			}
 		}
 	}
@@ -297,6 +328,17 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		return p.Totals, err
 	}
 	return p.Totals, nil
+}
+
+// writeFailed is a failed write of transform output: an application error
+// as it is (Temporal reads its type only unwrapped), anything else with
+// what failed.
+func writeFailed(err error) error {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr
+	}
+	return fmt.Errorf("write transform output: %w", err)
 }
 
 // LoadDimensions applies staged devices (SCD2) and locations.
@@ -317,7 +359,8 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 	if err != nil {
 		return LoadFactsResult{}, err
 	}
-	l, err := b.run(in.Run).LoadFacts(ctx, in.Shard, in.Window, in.ExpectedRows, in.Transformed, cagg)
+	l, err := b.run(in.Run).LoadFacts(ctx, warehouse.ShardLoad{Shard: in.Shard, Window: in.Window, Rows: in.ExpectedRows,
+		Transformed: in.Transformed, Direct: in.Direct, ContinuousAgg: cagg})
 	if err != nil {
 		return LoadFactsResult{}, err
 	}

@@ -15,7 +15,9 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -552,5 +554,135 @@ func TestSweepStaging(t *testing.T) {
 	}
 	if err := v.Get(&res); err != nil || res.Dropped != 0 || res.Closed != 0 || res.Unknown != 2 {
 		t.Errorf("second sweep: %+v, %v; want only the 2 unknown left", res, err)
+	}
+}
+
+// TestTransformWritesFirstLoadFacts: with Direct and no facts of the
+// window, the transform copies its rows into the fact table, not to
+// staging; a retry drops what it wrote past its heartbeat and redoes the
+// rest; LoadFacts then inserts nothing and reports the transform's sums.
+// With facts there already the shard is staged, and facts of another run
+// appearing mid-transform send the shard through staging from the start.
+func TestTransformWritesFirstLoadFacts(t *testing.T) {
+	f := newBatchFixture(t, 4)
+	ctx := context.Background()
+	f.stageAll(f.env())
+	run := warehouse.Run{TS: f.stack.Timescale, ID: f.run.RunID}
+	devices, err := run.ShardDevices(ctx, 0, "")
+	if err != nil || len(devices) != 4 {
+		t.Fatalf("shard devices: %d, %v", len(devices), err)
+	}
+	in := TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour, Direct: true}
+	// transform runs one attempt from hb (none: a first attempt) and
+	// returns its result and the last progress it heartbeated.
+	transform := func(hb *TransformProgress) (TransformTotal, TransformProgress, error) {
+		t.Helper()
+		env := f.env()
+		if hb != nil {
+			env.SetHeartbeatDetails(*hb)
+		}
+		var last TransformProgress
+		env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
+			if err := d.Get(&last); err != nil {
+				t.Error(err)
+			}
+		})
+		v, err := env.ExecuteActivity(f.b.Transform, in)
+		var total TransformTotal
+		if err == nil {
+			err = v.Get(&total)
+		}
+		return total, last, err
+	}
+	factSums := func(where string, args ...any) batch.FactSums {
+		t.Helper()
+		var s batch.FactSums
+		if err := pgx.BeginFunc(ctx, f.stack.Timescale, func(tx pgx.Tx) error {
+			var err error
+			s, err = warehouse.SumFacts(ctx, tx, "dwh.fact_sensor_readings_enriched f", where, args...)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	all := f.count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, batchWindow.Start, batchWindow.End)
+	staged := func() int64 { return f.count(`SELECT count(*) FROM staging.enriched WHERE run_key = $1`, f.run.RunID) }
+	facts := func() int64 {
+		return f.count(`SELECT count(*) FROM dwh.fact_sensor_readings_enriched WHERE run_id = $1`, f.run.RunID)
+	}
+
+	first, _, err := transform(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !first.Direct || first.Rows != all || facts() != all || staged() != 0 {
+		t.Fatalf("first attempt: direct %v, %d rows, %d facts, %d staged; want direct, %d facts, none staged", first.Direct, first.Rows, facts(), staged(), all)
+	}
+	if want := factSums("run_id = $1", f.run.RunID); first.Sums == nil || *first.Sums != want {
+		t.Errorf("first attempt's sums %+v, its facts measure %+v", first.Sums, want)
+	}
+
+	// A retry after the first two devices: the facts past them go, and
+	// come back once each.
+	done := devices[1].Device.ID
+	doneSums := factSums("device_id <= $1", done)
+	total, _, err := transform(&TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows, Sums: &doneSums, Direct: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	distinct := f.count(`SELECT count(DISTINCT (device_id, time)) FROM dwh.fact_sensor_readings_enriched`)
+	if !total.Direct || total.Devices != 4 || total.Rows != all || facts() != all || distinct != all || staged() != 0 {
+		t.Errorf("resumed: %+v, %d facts (%d distinct), %d staged; want 4 devices, %d facts once each, none staged", total, facts(), distinct, staged(), all)
+	}
+	if want := factSums("true"); total.Sums == nil || *total.Sums != want {
+		t.Errorf("resumed attempt's sums %+v, the facts measure %+v", total.Sums, want)
+	}
+
+	// The load inserts nothing and reports the transform's sums; it
+	// rewrites the shard's hourly buckets.
+	v, err := f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: f.run, Shard: 0, Window: batchWindow,
+		ExpectedRows: total.Rows, Transformed: total.Sums, Direct: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var load LoadFactsResult
+	if err := v.Get(&load); err != nil {
+		t.Fatal(err)
+	}
+	hours := f.count(`SELECT count(DISTINCT (device_id, date_trunc('hour', time))) FROM dwh.fact_sensor_readings_enriched`)
+	if load.Rows != all || load.Sums == nil || *load.Sums != *total.Sums || load.Buckets != hours || facts() != all {
+		t.Errorf("direct load: %d rows, %d buckets, sums %+v, %d facts; want %d rows, %d buckets, the transform's sums %+v", load.Rows, load.Buckets, load.Sums, facts(), all, hours, *total.Sums)
+	}
+
+	// A rerun over loaded facts stages the shard.
+	again, _, err := transform(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if again.Direct || staged() != all {
+		t.Errorf("over loaded facts: direct %v, %d staged; want staged, %d", again.Direct, staged(), all)
+	}
+
+	// Another run's facts appear after the decision: the attempt fails,
+	// retryable, with progress that starts the shard again through
+	// staging, and the next attempt stages it whole.
+	if _, err := f.stack.Timescale.Exec(ctx, `UPDATE dwh.fact_sensor_readings_enriched SET run_id = 'other' WHERE device_id = $1`, devices[3].Device.ID); err != nil {
+		t.Fatal(err)
+	}
+	_, hb, err := transform(&TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows, Sums: &doneSums, Direct: true}})
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeFactsAppeared || appErr.NonRetryable() {
+		t.Fatalf("facts of another run: error %v; want a retryable %s", err, ErrTypeFactsAppeared)
+	}
+	if hb.Totals.Direct || hb.LastDevice != "" || hb.Totals.Rows != 0 {
+		t.Fatalf("progress after the refusal: %+v; want the shard from the start, staged", hb)
+	}
+	restaged, _, err := transform(&hb)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if restaged.Direct || restaged.Rows != all || staged() != all {
+		t.Errorf("after the refusal: %+v, %d staged; want %d rows staged", restaged, staged(), all)
 	}
 }

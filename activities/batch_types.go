@@ -90,10 +90,17 @@ type TransformInput struct {
 	Shard    int           `json:"shard"`
 	Window   batch.Window  `json:"window"`
 	Lookback time.Duration `json:"lookback"`
+	// Direct lets the transform write a first load's facts itself: when
+	// the fact table holds no row of the window for the shard's devices,
+	// the rows go straight into it instead of to staging.enriched
+	// (TransformTotal.Direct). The workflow sets it when no data-quality
+	// gate has to read the output before anything is loaded.
+	Direct bool `json:"direct,omitempty"`
 }
 
 // TransformProgress is the heartbeat of a shard: every device up to and
-// including LastDevice is transformed and committed to staging.
+// including LastDevice is transformed and committed (to staging, or to the
+// fact table when Totals.Direct).
 type TransformProgress struct {
 	LastDevice string         `json:"last_device"`
 	Totals     TransformTotal `json:"totals"`
@@ -110,6 +117,11 @@ type TransformTotal struct {
 	// when they do not cover every row: a heartbeat from a worker before
 	// them.
 	Sums *batch.FactSums `json:"sums,omitempty"`
+	// Direct: the rows are in the fact table already, written by the
+	// transform on a first load; the shard's LoadFacts does not insert
+	// them. Decided before the first row is written, and kept by every
+	// later attempt.
+	Direct bool `json:"direct,omitempty"`
 }
 
 // LoadDimensionsInput loads dim_devices and dim_locations from staging.
@@ -134,6 +146,8 @@ type LoadFactsInput struct {
 	// Transformed are the sums of the shard's rows as its Transform wrote
 	// them (TransformTotal.Sums), or nil.
 	Transformed *batch.FactSums `json:"transformed,omitempty"`
+	// Direct: the Transform wrote the shard's facts (TransformTotal.Direct).
+	Direct bool `json:"direct,omitempty"`
 }
 
 // LoadFactsResult counts the upserted rows; Changed excludes rows that were

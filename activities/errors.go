@@ -12,8 +12,8 @@ import (
 	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
 )
 
-// Types of the non-retryable application errors the activities and the
-// workflows raise: failures that retrying cannot fix.
+// Types of the application errors the activities and the workflows raise:
+// failures that retrying cannot fix, unless said otherwise.
 const (
 	// ErrTypeInvalidData: PostgreSQL rejected the data (a constraint, a
 	// value out of a type's range).
@@ -36,6 +36,10 @@ const (
 	// not a model). The batch records it and finishes: the run's data is
 	// loaded and exported.
 	ErrTypeModelRefused = "ModelRefused"
+	// ErrTypeFactsAppeared (retryable): a transform writing a first
+	// load's facts itself found another run's facts of the window; the
+	// next attempt stages the shard instead.
+	ErrTypeFactsAppeared = "FactsAppeared"
 )
 
 // Classify turns an activity's failure into what Temporal should do with

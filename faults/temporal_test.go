@@ -294,8 +294,8 @@ func TestBatchTemporalCrash(t *testing.T) {
 // locks them: each is read or written by that phase alone.
 var phaseGates = map[string]string{
 	workflows.PhaseExtract:   "public.sensor_readings",            // ExtractReadings reads it
-	workflows.PhaseTransform: "staging.enriched",                  // Transform writes it
-	workflows.PhaseLoad:      "dwh.fact_sensor_readings_enriched", // LoadFacts writes it
+	workflows.PhaseTransform: "dwh.fact_sensor_readings_enriched", // Transform reads it first, then writes the run's facts into it
+	workflows.PhaseLoad:      "dwh.fact_hourly_agg",               // LoadFacts rewrites the buckets
 }
 
 // unlockedChunks is how many of a phase's chunks (progress.ChunksDone) do

@@ -91,6 +91,9 @@ const (
 	// changeScoreAnomalies: after the export, the anomaly model scores the
 	// run's device-hours (ScoreAnomalies).
 	changeScoreAnomalies = "score-anomalies"
+	// changeDirectFacts: without a data-quality gate, a shard's transform
+	// writes a first load's facts itself (TransformInput.Direct).
+	changeDirectFacts = "direct-facts"
 )
 
 // BatchInput is the single input of BatchETLWorkflow. Zero values mean the
@@ -193,6 +196,7 @@ type batchRun struct {
 	loaded   map[int]bool // shards whose facts are loaded
 	rows     map[int]int64
 	staged   map[int]*batch.FactSums       // each transformed shard's rows, as its transform summed them
+	direct   map[int]bool                  // shards whose transform wrote their facts itself
 	sums     map[int]*batch.FactSums       // each loaded shard's facts of the window, as its load measured them
 	detected map[int]*activities.Detection // and its detection scores
 	phaseAt  time.Time
@@ -201,6 +205,7 @@ type batchRun struct {
 	exportParks   bool // a failed export parks the run (changeExportParks)
 	unheardReruns bool // heartbeat timeouts alone do not park (changeUnheardReruns)
 	scores        bool // the model scores the run after the export (changeScoreAnomalies)
+	directFacts   bool // transforms may write first loads' facts (changeDirectFacts)
 	scored        bool
 	loadDone      bool // dimensions, every shard's facts and the aggregates are loaded
 	exported      bool
@@ -229,6 +234,7 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 		loaded:   map[int]bool{},
 		rows:     map[int]int64{},
 		staged:   map[int]*batch.FactSums{},
+		direct:   map[int]bool{},
 		sums:     map[int]*batch.FactSums{},
 		detected: map[int]*activities.Detection{},
 	}
@@ -257,6 +263,7 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 	r.exportParks = workflow.GetVersion(ctx, changeExportParks, workflow.DefaultVersion, 1) >= 1
 	r.unheardReruns = workflow.GetVersion(ctx, changeUnheardReruns, workflow.DefaultVersion, 1) >= 1
 	r.scores = workflow.GetVersion(ctx, changeScoreAnomalies, workflow.DefaultVersion, 1) >= 1
+	r.directFacts = workflow.GetVersion(ctx, changeDirectFacts, workflow.DefaultVersion, 1) >= 1
 	if r.recovery {
 		r.ref.StagingGeneration = 1
 	}

@@ -112,7 +112,9 @@ func (r *batchRun) pendingShards() []int {
 	return out
 }
 
-// transform runs one activity per device shard not loaded yet.
+// transform runs one activity per device shard not loaded yet. Without a
+// data-quality gate, which reads the output in staging before anything is
+// loaded, a shard's transform may write a first load's facts itself.
 func (r *batchRun) transform(ctx workflow.Context) error {
 	var a *activities.Batch
 	shards := r.pendingShards()
@@ -121,6 +123,7 @@ func (r *batchRun) transform(ctx workflow.Context) error {
 	for i, shard := range shards {
 		futures[i] = workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.Transform, activities.TransformInput{
 			Run: r.ref, Shard: shard, Window: r.window, Lookback: r.in.Lookback,
+			Direct: r.directFacts && !r.in.Gate.On(),
 		})
 	}
 	var errs []error
@@ -131,7 +134,7 @@ func (r *batchRun) transform(ctx workflow.Context) error {
 			errs = append(errs, fmt.Errorf("transform shard %d: %w", shard, err))
 			continue
 		}
-		r.rows[shard], r.staged[shard] = total.Rows, total.Sums
+		r.rows[shard], r.staged[shard], r.direct[shard] = total.Rows, total.Sums, total.Direct
 		r.progress.ChunksDone++
 		r.progress.Rows += total.Rows
 	}
@@ -156,6 +159,7 @@ func (r *batchRun) load(ctx workflow.Context) error {
 		}
 		futures[shard] = workflow.ExecuteActivity(lctx, a.LoadFacts, activities.LoadFactsInput{
 			Run: r.ref, Shard: shard, Window: r.window, ExpectedRows: r.rows[shard], Transformed: r.staged[shard],
+			Direct: r.direct[shard],
 		})
 	}
 	var errs []error

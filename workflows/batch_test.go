@@ -853,3 +853,48 @@ func TestFinishUsesTheLoadsSums(t *testing.T) {
 		})
 	}
 }
+
+// TestDirectFactsReachTheLoad: without a gate the transforms may write
+// first loads' facts (TransformInput.Direct), and each shard's LoadFacts
+// is told whether its transform did; with the gate on, none may.
+func TestDirectFactsReachTheLoad(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		gate batch.Gate
+	}{{"no gate", batch.Gate{}}, {"gate", batch.Gate{DQMin: 0.5}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			asked := map[int]bool{}
+			loaded := map[int]bool{}
+			env := newBatchEnv(t, func(env *testsuite.TestWorkflowEnvironment) {
+				env.OnActivity(a.Transform, mock.Anything, mock.Anything).Return(
+					func(_ context.Context, in activities.TransformInput) (activities.TransformTotal, error) {
+						mu.Lock()
+						defer mu.Unlock()
+						asked[in.Shard] = in.Direct
+						// Shard 1 found facts of the window and staged.
+						return activities.TransformTotal{Devices: 1, Rows: 10, Direct: in.Direct && in.Shard != 1}, nil
+					})
+				env.OnActivity(a.CheckDQGate, mock.Anything, mock.Anything).Return(batch.DQReport{Rows: 30, DQScore: 1}, nil)
+				env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
+					func(_ context.Context, in activities.LoadFactsInput) (activities.LoadFactsResult, error) {
+						mu.Lock()
+						defer mu.Unlock()
+						loaded[in.Shard] = in.Direct
+						return activities.LoadFactsResult{Rows: in.ExpectedRows}, nil
+					})
+			})
+			env.ExecuteWorkflow(BatchETLWorkflow, BatchInput{WindowStart: nov20, WindowEnd: nov21, Shards: 3, Gate: tc.gate})
+			result(t, env)
+			on := !tc.gate.On()
+			wantAsked := map[int]bool{0: on, 1: on, 2: on}
+			wantLoaded := map[int]bool{0: on, 1: false, 2: on}
+			if diff := cmp.Diff(wantAsked, asked); diff != "" {
+				t.Errorf("TransformInput.Direct by shard (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(wantLoaded, loaded); diff != "" {
+				t.Errorf("LoadFactsInput.Direct by shard (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

@@ -21,3 +21,10 @@ func IsDataError(err error) bool {
 	}
 	return false
 }
+
+// IsUniqueViolation reports whether err is PostgreSQL refusing a row
+// whose key is taken (SQLSTATE 23505).
+func IsUniqueViolation(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "23505"
+}

@@ -6,10 +6,11 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/iot-etl/iot-etl/internal/domain/batch"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/iot-etl/iot-etl/internal/adapter/store"
+	"github.com/iot-etl/iot-etl/internal/domain/batch"
 )
 
 // DimensionChanges counts what LoadDimensions changed.
@@ -115,22 +116,41 @@ type FactLoad struct {
 	Sums *batch.FactSums
 }
 
+// ShardLoad is what LoadFacts loads: one shard's transform output.
+type ShardLoad struct {
+	Shard  int
+	Window batch.Window
+	// Rows is how many rows the transform wrote.
+	Rows int64
+	// Transformed, when not nil, are the sums of those rows as the
+	// transform wrote them (FactSummer).
+	Transformed *batch.FactSums
+	// Direct: the transform wrote the rows into the fact table itself,
+	// on a first load (CopyTransformed with direct); nothing is staged.
+	Direct bool
+	// ContinuousAgg: TimescaleDB keeps the hourly buckets.
+	ContinuousAgg bool
+}
+
 // LoadFacts upserts one shard's staged rows into the fact table and, without
 // TimescaleDB, rewrites that shard's hourly buckets touched by the window,
 // all in one transaction. It first checks the run's staging marker and
-// that staging still holds expectedRows rows (see ErrStagingLost). Rows
-// already identical in the fact
-// table are not rewritten, so run_id names the run that last changed a row
-// and a rerun of a window changes nothing.
+// that staging still holds the rows the transform wrote (see
+// ErrStagingLost). Rows already identical in the fact table are not
+// rewritten, so run_id names the run that last changed a row and a rerun
+// of a window changes nothing. A shard the transform wrote directly is
+// not inserted again: only its buckets are rewritten.
 //
-// transformed, when not nil, are the sums of the staged rows as the
-// transform wrote them (FactSummer). A first load, whose facts of the
-// window are exactly the staged rows, reports them instead of reading its
-// facts again; any other load measures its facts.
-func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedRows int64, transformed *batch.FactSums, continuousAgg bool) (FactLoad, error) {
+// A first load (direct, or the plain insert below), whose facts of the
+// window are exactly the rows transformed, reports the transform's sums
+// instead of reading its facts again; any other load measures its facts.
+func (r Run) LoadFacts(ctx context.Context, in ShardLoad) (FactLoad, error) {
 	var out FactLoad
-	if err := r.summarizeEnriched(ctx); err != nil {
-		return out, err
+	shard, w := in.Shard, in.Window
+	if !in.Direct {
+		if err := r.summarizeEnriched(ctx); err != nil {
+			return out, err
+		}
 	}
 	err := pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
 		if err := r.checkStaging(ctx, tx); err != nil {
@@ -140,84 +160,22 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 		if _, err := tx.Exec(ctx, checksumSettings); err != nil {
 			return err
 		}
-		// staged checks that staging holds what the transform wrote (n
-		// rows): less is lost staging, and the transaction rolls back.
-		staged := func(n int64) error {
-			out.Rows = n
-			if n != expectedRows {
-				return fmt.Errorf("%w: shard %d has %d staged rows, transform wrote %d", ErrStagingLost, shard, n, expectedRows)
-			}
-			return nil
-		}
-		cols := strings.Join(EnrichedColumns, ", ")
-		var set, cmpOld, cmpNew []string
-		for _, c := range EnrichedColumns {
-			if c == "time" || c == "device_id" {
-				continue
-			}
-			set = append(set, c+" = EXCLUDED."+c)
-			cmpOld = append(cmpOld, "f."+c)
-			cmpNew = append(cmpNew, "EXCLUDED."+c)
-		}
-		insert := `INSERT INTO dwh.fact_sensor_readings_enriched AS f (` + cols + `, run_id)
-			SELECT ` + cols + `, $3 FROM staging.enriched WHERE run_key = $1 AND shard = $2`
-		// A first load of the window (the nightly case) has nothing to
-		// conflict with: a plain insert skips ON CONFLICT's speculative
-		// insertion, and the rows it inserted are the rows staged. If a row
-		// turns out to exist after all, the savepoint takes the upsert
-		// instead.
-		var loaded bool
-		if err := tx.QueryRow(ctx, `SELECT EXISTS (
-			SELECT 1 FROM dwh.fact_sensor_readings_enriched f
-			JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id
-			WHERE f.time >= $3 AND f.time < $4)`, r.ID, shard, w.Start, w.End).Scan(&loaded); err != nil {
-			return err
-		}
-		if !loaded {
-			if _, err := tx.Exec(ctx, `SAVEPOINT first_load`); err != nil {
+		firstLoad := in.Direct
+		if in.Direct {
+			out.Rows, out.Changed = in.Rows, in.Rows
+		} else {
+			var err error
+			if firstLoad, err = r.insertFacts(ctx, tx, in, &out); err != nil {
 				return err
 			}
-			tag, err := tx.Exec(ctx, insert, r.ID, shard, r.ID)
-			var pgErr *pgconn.PgError
-			switch {
-			case err == nil:
-				out.Changed = tag.RowsAffected()
-				if err := staged(out.Changed); err != nil {
-					return err
-				}
-			case errors.As(err, &pgErr) && pgErr.Code == "23505":
-				if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT first_load`); err != nil {
-					return err
-				}
-				loaded = true
-			default:
-				return fmt.Errorf("insert facts: %w", err)
-			}
-		}
-		if loaded {
-			var n int64
-			if err := tx.QueryRow(ctx, `SELECT count(*) FROM staging.enriched WHERE run_key = $1 AND shard = $2`, r.ID, shard).Scan(&n); err != nil {
-				return err
-			}
-			if err := staged(n); err != nil {
-				return err
-			}
-			tag, err := tx.Exec(ctx, insert+`
-			ON CONFLICT (device_id, time) DO UPDATE SET `+strings.Join(set, ", ")+`, run_id = EXCLUDED.run_id, loaded_at = now()
-			WHERE (`+strings.Join(cmpOld, ", ")+`) IS DISTINCT FROM (`+strings.Join(cmpNew, ", ")+`)`,
-				r.ID, shard, r.ID)
-			if err != nil {
-				return fmt.Errorf("upsert facts: %w", err)
-			}
-			out.Changed = tag.RowsAffected()
 		}
 		// The shard's facts of the window: the run's finish adds these up
 		// instead of reading every fact again. After a first load they are
 		// the staged rows, whose sums the transform computed as it wrote
 		// them; otherwise they are measured here, while they are in the
 		// cache and while the other shards load on the other cores.
-		if !loaded && transformed != nil && transformed.Rows == out.Changed {
-			sums := *transformed
+		if firstLoad && in.Transformed != nil && in.Transformed.Rows == out.Rows {
+			sums := *in.Transformed
 			out.Sums = &sums
 		} else {
 			sums, err := SumFacts(ctx, tx, `dwh.fact_sensor_readings_enriched f JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id`,
@@ -227,7 +185,7 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 			}
 			out.Sums = &sums
 		}
-		if continuousAgg {
+		if in.ContinuousAgg {
 			return nil
 		}
 		h := w.Hours()
@@ -253,6 +211,74 @@ func (r Run) LoadFacts(ctx context.Context, shard int, w batch.Window, expectedR
 		return nil
 	})
 	return out, err
+}
+
+// insertFacts inserts the shard's staged rows into the fact table within
+// tx, checking first that staging holds the rows the transform wrote. A
+// first load of the window (the nightly case) has nothing to conflict
+// with: a plain insert skips ON CONFLICT's speculative insertion, and the
+// rows it inserted are the rows staged. If a row turns out to exist after
+// all, the savepoint takes the upsert instead. It reports whether it was
+// a first load.
+func (r Run) insertFacts(ctx context.Context, tx pgx.Tx, in ShardLoad, out *FactLoad) (firstLoad bool, err error) {
+	// staged checks that staging holds what the transform wrote (n rows):
+	// less is lost staging, and the transaction rolls back.
+	staged := func(n int64) error {
+		out.Rows = n
+		if n != in.Rows {
+			return fmt.Errorf("%w: shard %d has %d staged rows, transform wrote %d", ErrStagingLost, in.Shard, n, in.Rows)
+		}
+		return nil
+	}
+	cols := strings.Join(EnrichedColumns, ", ")
+	var set, cmpOld, cmpNew []string
+	for _, c := range EnrichedColumns {
+		if c == "time" || c == "device_id" {
+			continue
+		}
+		set = append(set, c+" = EXCLUDED."+c)
+		cmpOld = append(cmpOld, "f."+c)
+		cmpNew = append(cmpNew, "EXCLUDED."+c)
+	}
+	insert := `INSERT INTO dwh.fact_sensor_readings_enriched AS f (` + cols + `, run_id)
+		SELECT ` + cols + `, $3 FROM staging.enriched WHERE run_key = $1 AND shard = $2`
+	loaded, err := r.ShardHasFacts(ctx, tx, in.Shard, in.Window)
+	if err != nil {
+		return false, err
+	}
+	if !loaded {
+		if _, err := tx.Exec(ctx, `SAVEPOINT first_load`); err != nil {
+			return false, err
+		}
+		tag, err := tx.Exec(ctx, insert, r.ID, in.Shard, r.ID)
+		switch {
+		case err == nil:
+			out.Changed = tag.RowsAffected()
+			return true, staged(out.Changed)
+		case store.IsUniqueViolation(err):
+			if _, err := tx.Exec(ctx, `ROLLBACK TO SAVEPOINT first_load`); err != nil {
+				return false, err
+			}
+		default:
+			return false, fmt.Errorf("insert facts: %w", err)
+		}
+	}
+	var n int64
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM staging.enriched WHERE run_key = $1 AND shard = $2`, r.ID, in.Shard).Scan(&n); err != nil {
+		return false, err
+	}
+	if err := staged(n); err != nil {
+		return false, err
+	}
+	tag, err := tx.Exec(ctx, insert+`
+		ON CONFLICT (device_id, time) DO UPDATE SET `+strings.Join(set, ", ")+`, run_id = EXCLUDED.run_id, loaded_at = now()
+		WHERE (`+strings.Join(cmpOld, ", ")+`) IS DISTINCT FROM (`+strings.Join(cmpNew, ", ")+`)`,
+		r.ID, in.Shard, r.ID)
+	if err != nil {
+		return false, fmt.Errorf("upsert facts: %w", err)
+	}
+	out.Changed = tag.RowsAffected()
+	return false, nil
 }
 
 // RefreshContinuousAggregate refreshes dwh.fact_hourly_agg over the hourly

@@ -45,9 +45,8 @@ func TestFactSummerMatchesPostgreSQL(t *testing.T) {
 	var vals []any
 	now := time.Now()
 	if _, err := tx.CopyFrom(ctx, pgx.Identifier{"rowhash"}, cols, pgx.CopyFromSlice(n, func(i int) ([]any, error) {
-		vals = enrichedRow("run", 0, &rows[i], vals)
-		out := append([]any{i}, vals[2:]...)
-		return append(out, "run", now), nil
+		vals = appendEnriched(append(vals[:0], i), &rows[i])
+		return append(vals, "run", now), nil
 	})); err != nil {
 		t.Fatal(err)
 	}

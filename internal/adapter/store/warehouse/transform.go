@@ -3,6 +3,7 @@ package warehouse
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -93,7 +94,7 @@ func (r Run) EachStagedReading(ctx context.Context, deviceID string, w batch.Win
 }
 
 // EnrichedColumns are the columns of staging.enriched after run_key and
-// shard, in the order CopyEnriched writes them; the fact table has the same.
+// shard, in the order CopyTransformed writes them; the fact table has the same.
 var EnrichedColumns = []string{
 	"time", "device_id", "value", "battery", "rssi",
 	"device_type", "metric", "unit", "location_id", "site", "building", "floor", "zone",
@@ -101,10 +102,11 @@ var EnrichedColumns = []string{
 	"is_anomaly", "anomaly_reasons", "quality_score", "quality_flags",
 }
 
-// enrichedRow renders transform output as a staging.enriched row into a
-// reused slice (pgx encodes each row before asking for the next), so a
-// batch costs its structs and nothing more.
-func enrichedRow(runID string, shard int, e *transform.Enriched, vals []any) []any {
+// appendEnriched appends transform output as the values of
+// EnrichedColumns to vals; the copies reuse one slice (pgx encodes each
+// row before asking for the next), so a batch costs its structs and
+// nothing more.
+func appendEnriched(vals []any, e *transform.Enriched) []any {
 	var value, rollMean, rollStd, rollMin, rollMax, z any
 	if e.ValueValid {
 		value = e.Value
@@ -118,7 +120,7 @@ func enrichedRow(runID string, shard int, e *transform.Enriched, vals []any) []a
 			z = st.Z
 		}
 	}
-	return append(vals[:0], runID, shard,
+	return append(vals,
 		e.Time, e.DeviceID, value, e.Battery, e.RSSI,
 		e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building, e.Floor, e.Zone,
 		e.Rolling.Count, rollMean, rollStd, rollMin, rollMax, z,
@@ -139,13 +141,53 @@ func (r Run) ClearEnriched(ctx context.Context, shard int, after string) error {
 	})
 }
 
-// CopyEnriched writes one shard's transform output to staging.enriched
-// within tx.
-func (r Run) CopyEnriched(ctx context.Context, tx pgx.Tx, shard int, rows []transform.Enriched) (int64, error) {
+// ClearFacts is ClearEnriched for a transform that writes the facts
+// itself (CopyTransformed with direct): it deletes the facts of w that
+// this run wrote for the devices of shard sorting after after.
+func (r Run) ClearFacts(ctx context.Context, shard int, after string, w batch.Window) error {
+	return pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
+		if err := r.checkStaging(ctx, tx); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `
+			DELETE FROM dwh.fact_sensor_readings_enriched f USING staging.devices d
+			WHERE d.run_key = $1 AND d.shard = $2 AND d.device_id > $3 AND f.device_id = d.device_id
+			  AND f.time >= $4 AND f.time < $5 AND f.run_id = $1`, r.ID, shard, after, w.Start, w.End)
+		return err
+	})
+}
+
+// ShardHasFacts reports whether the fact table holds a row of w for a
+// staged device of shard. Without one, loading the shard is a first load:
+// every row it writes is new.
+func (r Run) ShardHasFacts(ctx context.Context, q querier, shard int, w batch.Window) (bool, error) {
+	var has bool
+	err := q.QueryRow(ctx, `SELECT EXISTS (
+		SELECT 1 FROM dwh.fact_sensor_readings_enriched f
+		JOIN staging.devices d ON d.run_key = $1 AND d.shard = $2 AND d.device_id = f.device_id
+		WHERE f.time >= $3 AND f.time < $4)`, r.ID, shard, w.Start, w.End).Scan(&has)
+	if err != nil {
+		return false, fmt.Errorf("facts of shard %d: %w", shard, err)
+	}
+	return has, nil
+}
+
+// CopyTransformed writes one shard's transform output within tx: to
+// staging.enriched, or, when direct, straight into the fact table as
+// this run's rows (a first load that needs no staging; see
+// activities.Batch.Transform).
+func (r Run) CopyTransformed(ctx context.Context, tx pgx.Tx, shard int, rows []transform.Enriched, direct bool) (int64, error) {
+	table := pgx.Identifier{"staging", "enriched"}
 	cols := append([]string{"run_key", "shard"}, EnrichedColumns...)
-	var vals []any
-	return tx.CopyFrom(ctx, pgx.Identifier{"staging", "enriched"}, cols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-		vals = enrichedRow(r.ID, shard, &rows[i], vals)
-		return vals, nil
+	if direct {
+		table = pgx.Identifier{"dwh", "fact_sensor_readings_enriched"}
+		cols = append(slices.Clone(EnrichedColumns), "run_id")
+	}
+	vals := make([]any, 0, len(cols))
+	return tx.CopyFrom(ctx, table, cols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
+		if direct {
+			return append(appendEnriched(vals[:0], &rows[i]), r.ID), nil
+		}
+		return appendEnriched(append(vals[:0], r.ID, shard), &rows[i]), nil
 	}))
 }
