@@ -232,6 +232,21 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			tx.Rollback(context.WithoutCancel(ctx))
 		}
 	}()
+	// stageInstead answers the fact table refusing rows the transform
+	// writes itself: a constraint, or a row another run wrote since the
+	// decision. The shard's facts this run wrote go, and the next attempt
+	// starts the shard again through staging, where its load upserts, and
+	// where a refusal parks the run in load_failed for an operator to
+	// retry, as any load's does.
+	stageInstead := func(cause error) error {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		tx = nil
+		if err := run.ClearFacts(ctx, in.Shard, "", in.Window); err != nil {
+			return err
+		}
+		hb.Beat(TransformProgress{Totals: TransformTotal{Sums: &batch.FactSums{}}})
+		return temporal.NewApplicationError(fmt.Sprintf("shard %d: the fact table refused the transform's rows (%v); the shard runs again through staging", in.Shard, cause), ErrTypeFactsRefused)
+	}
 	// copyBuf moves the buffered rows into the open transaction.
 	copyBuf := func() error {
 		if len(buf) == 0 {
@@ -244,12 +259,8 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			}
 		}
 		if _, err := run.CopyTransformed(ctx, tx, in.Shard, buf, p.Totals.Direct); err != nil {
-			if p.Totals.Direct && store.IsUniqueViolation(err) {
-				// Facts of the window appeared after the decision: another
-				// run loads these devices. The shard starts again, staged,
-				// and its load upserts.
-				hb.Beat(TransformProgress{Totals: TransformTotal{Sums: &batch.FactSums{}}})
-				return temporal.NewApplicationError(fmt.Sprintf("shard %d: facts of the window were written by another run during the transform (%v); it runs again through staging", in.Shard, err), ErrTypeFactsAppeared)
+			if p.Totals.Direct && store.IsDataError(err) {
+				return stageInstead(err)
 			}
 			return err
 		}

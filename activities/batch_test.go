@@ -562,7 +562,8 @@ func TestSweepStaging(t *testing.T) {
 // staging; a retry drops what it wrote past its heartbeat and redoes the
 // rest; LoadFacts then inserts nothing and reports the transform's sums.
 // With facts there already the shard is staged, and facts of another run
-// appearing mid-transform send the shard through staging from the start.
+// appearing mid-transform send the shard through staging from the start,
+// without the facts this run wrote.
 func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	f := newBatchFixture(t, 4)
 	ctx := context.Background()
@@ -672,11 +673,14 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	}
 	_, hb, err := transform(&TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows, Sums: &doneSums, Direct: true}})
 	var appErr *temporal.ApplicationError
-	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeFactsAppeared || appErr.NonRetryable() {
-		t.Fatalf("facts of another run: error %v; want a retryable %s", err, ErrTypeFactsAppeared)
+	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeFactsRefused || appErr.NonRetryable() {
+		t.Fatalf("facts of another run: error %v; want a retryable %s", err, ErrTypeFactsRefused)
 	}
 	if hb.Totals.Direct || hb.LastDevice != "" || hb.Totals.Rows != 0 {
 		t.Fatalf("progress after the refusal: %+v; want the shard from the start, staged", hb)
+	}
+	if n := facts(); n != 0 {
+		t.Errorf("after the refusal the run still has %d facts; want none (the load writes them)", n)
 	}
 	restaged, _, err := transform(&hb)
 	if err != nil {

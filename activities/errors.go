@@ -36,10 +36,10 @@ const (
 	// not a model). The batch records it and finishes: the run's data is
 	// loaded and exported.
 	ErrTypeModelRefused = "ModelRefused"
-	// ErrTypeFactsAppeared (retryable): a transform writing a first
-	// load's facts itself found another run's facts of the window; the
-	// next attempt stages the shard instead.
-	ErrTypeFactsAppeared = "FactsAppeared"
+	// ErrTypeFactsRefused (retryable): the fact table refused rows a
+	// transform wrote itself (a constraint, or another run's facts of the
+	// window); the next attempt stages the shard instead.
+	ErrTypeFactsRefused = "FactsRefused"
 )
 
 // Classify turns an activity's failure into what Temporal should do with
