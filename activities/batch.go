@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -174,6 +175,9 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 	if p.Totals.Rows == 0 && p.Totals.Sums == nil {
 		p.Totals.Sums = &batch.FactSums{}
 	}
+	if p.Totals.Devices == 0 && p.Totals.Detection == nil {
+		p.Totals.Detection = &Detection{}
+	}
 	hb := startHeartbeat(ctx, p)
 	defer hb.Stop()
 	run := b.run(in.Run)
@@ -208,9 +212,28 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		p.Totals.Direct = !has
 		hb.Beat(p)
 	}
-	devices, err := run.ShardDevices(ctx, in.Shard, p.LastDevice)
+	all, err := run.ShardDevices(ctx, in.Shard, "")
 	if err != nil {
 		return p.Totals, err
+	}
+	// The devices after the last one committed.
+	devices := all
+	if p.LastDevice != "" {
+		i := slices.IndexFunc(all, func(d warehouse.ShardDevice) bool { return d.Device.ID == p.LastDevice })
+		if i < 0 {
+			return p.Totals, fmt.Errorf("shard %d: the heartbeat's last device %s is not one of its devices", in.Shard, p.LastDevice)
+		}
+		devices = all[i+1:]
+	}
+	var det *shardDetections
+	if p.Totals.Detection != nil {
+		if det, err = newShardDetections(ctx, run, in.Window, in.Shard, all); err != nil {
+			return p.Totals, fmt.Errorf("ground truth: %w", err)
+		}
+		if len(all) == 0 {
+			// No output, no commit: the shard's events are all missed.
+			p.Totals.Detection = det.commit(p.Totals.Detection, true)
+		}
 	}
 	params := b.Params
 	if params == (transform.Params{}) {
@@ -244,7 +267,7 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		if err := run.ClearFacts(ctx, in.Shard, "", in.Window); err != nil {
 			return err
 		}
-		hb.Beat(TransformProgress{Totals: TransformTotal{Sums: &batch.FactSums{}}})
+		hb.Beat(TransformProgress{Totals: TransformTotal{Sums: &batch.FactSums{}, Detection: &Detection{}}})
 		return temporal.NewApplicationError(fmt.Sprintf("shard %d: the fact table refused the transform's rows (%v); the shard runs again through staging", in.Shard, cause), ErrTypeFactsRefused)
 	}
 	// copyBuf moves the buffered rows into the open transaction.
@@ -268,7 +291,7 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		return nil
 	}
 	// commit makes everything up to lastDevice durable and heartbeats it.
-	commit := func(lastDevice string) error {
+	commit := func(lastDevice string, last bool) error {
 		if err := copyBuf(); err != nil {
 			return err
 		}
@@ -293,12 +316,18 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			}
 			p.Totals.Sums = &sums
 		}
+		if det != nil {
+			p.Totals.Detection = det.commit(p.Totals.Detection, last)
+		}
 		pending, summer = TransformTotal{}, warehouse.FactSummer{}
 		hb.Beat(p)
 		return nil
 	}
 	for i, d := range devices {
 		state := transform.NewDeviceState(d.Device, d.Type, d.Location, params)
+		if det != nil {
+			det.device(d.Device.ID)
+		}
 		// A device is read a day at a time, and the buffer is copied only
 		// between pages: a read never holds a connection while the copy
 		// waits for another, however many shards share the pool.
@@ -310,6 +339,9 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 				}
 				buf = append(buf, e)
 				summer.Add(&e)
+				if det != nil {
+					det.add(&e)
+				}
 				pending.Rows++
 				pending.QualitySum += e.Quality
 				if e.Anomaly {
@@ -327,8 +359,8 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 			}
 		}
 		pending.Devices++
-		if pending.Rows >= int64(flushRows) || i == len(devices)-1 {
-			if err := commit(d.Device.ID); err != nil {
+		if last := i == len(devices)-1; pending.Rows >= int64(flushRows) || last {
+			if err := commit(d.Device.ID, last); err != nil {
 				return p.Totals, writeFailed(err)
 			}
 		}
@@ -375,9 +407,12 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 	if err != nil {
 		return LoadFactsResult{}, err
 	}
-	det, err := b.detect(ctx, in.Run, in.Window, in.Shard)
-	if err != nil {
-		return LoadFactsResult{}, fmt.Errorf("score detection: %w", err)
+	// A first load's facts are the rows the transform scored.
+	det := in.Detection
+	if !l.FirstLoad || det == nil {
+		if det, err = b.detect(ctx, in.Run, in.Window, in.Shard); err != nil {
+			return LoadFactsResult{}, fmt.Errorf("score detection: %w", err)
+		}
 	}
 	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets, Sums: l.Sums, Detection: det}, nil
 }
@@ -463,10 +498,7 @@ func (b *Batch) detect(ctx context.Context, ref RunRef, w batch.Window, shard in
 	if len(truth) == 0 && shard < 0 {
 		return &Detection{}, nil
 	}
-	events := make([]anomaly.TruthEvent, len(truth))
-	for i, t := range truth {
-		events[i] = anomaly.TruthEvent{DeviceID: t.DeviceID, Kind: anomaly.Kind(t.Kind), Start: t.Start, End: t.End}
-	}
+	events := truthEvents(truth)
 	var detections []anomaly.Detection
 	err = run.FlaggedReadings(ctx, w, shard, func(r warehouse.FlaggedReading) error {
 		if kinds := anomaly.Classify(r.Reasons, r.Flags); len(kinds) > 0 {

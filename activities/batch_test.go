@@ -26,6 +26,7 @@ import (
 	"github.com/iot-etl/iot-etl/internal/adapter/export"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/seeder"
 	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
+	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
 	"github.com/iot-etl/iot-etl/internal/domain/simulate"
 	"github.com/iot-etl/iot-etl/internal/domain/transform"
@@ -566,6 +567,7 @@ func TestSweepStaging(t *testing.T) {
 // without the facts this run wrote.
 func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	f := newBatchFixture(t, 4)
+	f.b.FlushRows = 1000 // a commit after every device
 	ctx := context.Background()
 	f.stageAll(f.env())
 	run := warehouse.Run{TS: f.stack.Timescale, ID: f.run.RunID}
@@ -584,9 +586,11 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 		}
 		var last TransformProgress
 		env.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
-			if err := d.Get(&last); err != nil {
+			var p TransformProgress
+			if err := d.Get(&p); err != nil {
 				t.Error(err)
 			}
+			last = p
 		})
 		v, err := env.ExecuteActivity(f.b.Transform, in)
 		var total TransformTotal
@@ -594,6 +598,16 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 			err = v.Get(&total)
 		}
 		return total, last, err
+	}
+	// scored is the detection scoring of the shard's facts, as a load that
+	// is not a first load does it.
+	scored := func() *Detection {
+		t.Helper()
+		d, err := f.b.detect(ctx, f.run, batchWindow, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d
 	}
 	factSums := func(where string, args ...any) batch.FactSums {
 		t.Helper()
@@ -623,14 +637,47 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	if want := factSums("run_id = $1", f.run.RunID); first.Sums == nil || *first.Sums != want {
 		t.Errorf("first attempt's sums %+v, its facts measure %+v", first.Sums, want)
 	}
+	want := scored()
+	if !want.Truth || want.Kinds[anomaly.KindSpike].TP == 0 {
+		t.Fatalf("the seeded devices' facts score %+v; want injected events and found spikes", want)
+	}
+	if diff := cmp.Diff(want, first.Detection); diff != "" {
+		t.Errorf("first attempt's detection scores (-facts +transform):\n%s", diff)
+	}
 
 	// A retry after the first two devices: the facts past them go, and
-	// come back once each.
+	// come back once each. Its heartbeat has what the first attempt had
+	// committed by then: the sums and the detection scores of the first
+	// two devices' facts.
 	done := devices[1].Device.ID
 	doneSums := factSums("device_id <= $1", done)
-	total, _, err := transform(&TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows, Sums: &doneSums, Direct: true}})
+	truth, err := run.GroundTruth(ctx, batchWindow, 0)
 	if err != nil {
 		t.Fatal(err)
+	}
+	var doneEvents []anomaly.TruthEvent
+	for _, ev := range truthEvents(truth) {
+		if ev.DeviceID <= done {
+			doneEvents = append(doneEvents, ev)
+		}
+	}
+	var doneFlagged []anomaly.Detection
+	if err := run.FlaggedReadings(ctx, batchWindow, 0, func(r warehouse.FlaggedReading) error {
+		if kinds := anomaly.Classify(r.Reasons, r.Flags); r.DeviceID <= done && len(kinds) > 0 {
+			doneFlagged = append(doneFlagged, anomaly.Detection{DeviceID: r.DeviceID, Time: r.Time, Kinds: kinds})
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	resume := TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows, Sums: &doneSums, Direct: true,
+		Detection: &Detection{Truth: len(doneEvents) > 0, Kinds: anomaly.Score(doneEvents, doneFlagged, time.Minute)}}}
+	total, _, err := transform(&resume)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want, total.Detection); diff != "" {
+		t.Errorf("resumed attempt's detection scores (-facts +transform):\n%s", diff)
 	}
 	distinct := f.count(`SELECT count(DISTINCT (device_id, time)) FROM dwh.fact_sensor_readings_enriched`)
 	if !total.Direct || total.Devices != 4 || total.Rows != all || facts() != all || distinct != all || staged() != 0 {
@@ -643,7 +690,7 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	// The load inserts nothing and reports the transform's sums; it
 	// rewrites the shard's hourly buckets.
 	v, err := f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: f.run, Shard: 0, Window: batchWindow,
-		ExpectedRows: total.Rows, Transformed: total.Sums, Direct: true})
+		ExpectedRows: total.Rows, Transformed: total.Sums, Direct: true, Detection: total.Detection})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -654,6 +701,9 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	hours := f.count(`SELECT count(DISTINCT (device_id, date_trunc('hour', time))) FROM dwh.fact_sensor_readings_enriched`)
 	if load.Rows != all || load.Sums == nil || *load.Sums != *total.Sums || load.Buckets != hours || facts() != all {
 		t.Errorf("direct load: %d rows, %d buckets, sums %+v, %d facts; want %d rows, %d buckets, the transform's sums %+v", load.Rows, load.Buckets, load.Sums, facts(), all, hours, *total.Sums)
+	}
+	if diff := cmp.Diff(want, load.Detection); diff != "" {
+		t.Errorf("direct load's detection scores (-facts +reported):\n%s", diff)
 	}
 
 	// A rerun over loaded facts stages the shard.
@@ -671,7 +721,7 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	if _, err := f.stack.Timescale.Exec(ctx, `UPDATE dwh.fact_sensor_readings_enriched SET run_id = 'other' WHERE device_id = $1`, devices[3].Device.ID); err != nil {
 		t.Fatal(err)
 	}
-	_, hb, err := transform(&TransformProgress{LastDevice: done, Totals: TransformTotal{Devices: 2, Rows: doneSums.Rows, Sums: &doneSums, Direct: true}})
+	_, hb, err := transform(&resume)
 	var appErr *temporal.ApplicationError
 	if !errors.As(err, &appErr) || appErr.Type() != ErrTypeFactsRefused || appErr.NonRetryable() {
 		t.Fatalf("facts of another run: error %v; want a retryable %s", err, ErrTypeFactsRefused)

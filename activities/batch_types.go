@@ -117,6 +117,12 @@ type TransformTotal struct {
 	// when they do not cover every row: a heartbeat from a worker before
 	// them.
 	Sums *batch.FactSums `json:"sums,omitempty"`
+	// Detection scores the shard's detections against the ground truth
+	// as the transform classified its rows, for a first load to take
+	// instead of reading its flagged facts again. Nil when it does not
+	// cover every device: a heartbeat from a worker before it, or a shard
+	// without a device to transform.
+	Detection *Detection `json:"detection,omitempty"`
 	// Direct: the rows are in the fact table already, written by the
 	// transform on a first load; the shard's LoadFacts does not insert
 	// them. Decided before the first row is written, and kept by every
@@ -148,6 +154,8 @@ type LoadFactsInput struct {
 	Transformed *batch.FactSums `json:"transformed,omitempty"`
 	// Direct: the Transform wrote the shard's facts (TransformTotal.Direct).
 	Direct bool `json:"direct,omitempty"`
+	// Detection is TransformTotal.Detection, or nil.
+	Detection *Detection `json:"detection,omitempty"`
 }
 
 // LoadFactsResult counts the upserted rows; Changed excludes rows that were

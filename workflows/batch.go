@@ -194,12 +194,12 @@ type batchRun struct {
 	progress Progress
 	result   BatchResult
 	loaded   map[int]bool // shards whose facts are loaded
-	rows     map[int]int64
-	staged   map[int]*batch.FactSums       // each transformed shard's rows, as its transform summed them
-	direct   map[int]bool                  // shards whose transform wrote their facts itself
-	sums     map[int]*batch.FactSums       // each loaded shard's facts of the window, as its load measured them
-	detected map[int]*activities.Detection // and its detection scores
-	phaseAt  time.Time
+	// transformed is what each shard's last transform produced: its rows,
+	// their sums and detection scores, and whether it wrote the facts.
+	transformed map[int]activities.TransformTotal
+	sums        map[int]*batch.FactSums       // each loaded shard's facts of the window, as its load measured them
+	detected    map[int]*activities.Detection // and its detection scores
+	phaseAt     time.Time
 
 	recovery      bool // lost staging is re-created (changeStagingRecovery)
 	exportParks   bool // a failed export parks the run (changeExportParks)
@@ -229,14 +229,12 @@ type batchRun struct {
 func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error) {
 	info := workflow.GetInfo(ctx)
 	r := &batchRun{
-		in:       in.withDefaults(),
-		ref:      activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
-		loaded:   map[int]bool{},
-		rows:     map[int]int64{},
-		staged:   map[int]*batch.FactSums{},
-		direct:   map[int]bool{},
-		sums:     map[int]*batch.FactSums{},
-		detected: map[int]*activities.Detection{},
+		in:          in.withDefaults(),
+		ref:         activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
+		loaded:      map[int]bool{},
+		transformed: map[int]activities.TransformTotal{},
+		sums:        map[int]*batch.FactSums{},
+		detected:    map[int]*activities.Detection{},
 	}
 	r.progress.Phase = PhaseStarting
 	if err := workflow.SetQueryHandler(ctx, QueryProgress, func() (Progress, error) { return r.progress, nil }); err != nil {

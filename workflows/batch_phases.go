@@ -134,7 +134,7 @@ func (r *batchRun) transform(ctx workflow.Context) error {
 			errs = append(errs, fmt.Errorf("transform shard %d: %w", shard, err))
 			continue
 		}
-		r.rows[shard], r.staged[shard], r.direct[shard] = total.Rows, total.Sums, total.Direct
+		r.transformed[shard] = total
 		r.progress.ChunksDone++
 		r.progress.Rows += total.Rows
 	}
@@ -157,9 +157,10 @@ func (r *batchRun) load(ctx workflow.Context) error {
 			r.progress.ChunksDone++
 			continue
 		}
+		t := r.transformed[shard]
 		futures[shard] = workflow.ExecuteActivity(lctx, a.LoadFacts, activities.LoadFactsInput{
-			Run: r.ref, Shard: shard, Window: r.window, ExpectedRows: r.rows[shard], Transformed: r.staged[shard],
-			Direct: r.direct[shard],
+			Run: r.ref, Shard: shard, Window: r.window, ExpectedRows: t.Rows, Transformed: t.Sums,
+			Direct: t.Direct, Detection: t.Detection,
 		})
 	}
 	var errs []error

@@ -856,7 +856,8 @@ func TestFinishUsesTheLoadsSums(t *testing.T) {
 
 // TestDirectFactsReachTheLoad: without a gate the transforms may write
 // first loads' facts (TransformInput.Direct), and each shard's LoadFacts
-// is told whether its transform did; with the gate on, none may.
+// is told whether its transform did, with the detection scores its
+// transform reported; with the gate on, none may write facts.
 func TestDirectFactsReachTheLoad(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -866,14 +867,17 @@ func TestDirectFactsReachTheLoad(t *testing.T) {
 			var mu sync.Mutex
 			asked := map[int]bool{}
 			loaded := map[int]bool{}
+			scored := map[int]bool{}
 			env := newBatchEnv(t, func(env *testsuite.TestWorkflowEnvironment) {
 				env.OnActivity(a.Transform, mock.Anything, mock.Anything).Return(
 					func(_ context.Context, in activities.TransformInput) (activities.TransformTotal, error) {
 						mu.Lock()
 						defer mu.Unlock()
 						asked[in.Shard] = in.Direct
-						// Shard 1 found facts of the window and staged.
-						return activities.TransformTotal{Devices: 1, Rows: 10, Direct: in.Direct && in.Shard != 1}, nil
+						// Shard 1 found facts of the window and staged; shard 2
+						// had injected events.
+						return activities.TransformTotal{Devices: 1, Rows: 10, Direct: in.Direct && in.Shard != 1,
+							Detection: &activities.Detection{Truth: in.Shard == 2}}, nil
 					})
 				env.OnActivity(a.CheckDQGate, mock.Anything, mock.Anything).Return(batch.DQReport{Rows: 30, DQScore: 1}, nil)
 				env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
@@ -881,6 +885,7 @@ func TestDirectFactsReachTheLoad(t *testing.T) {
 						mu.Lock()
 						defer mu.Unlock()
 						loaded[in.Shard] = in.Direct
+						scored[in.Shard] = in.Detection != nil && in.Detection.Truth
 						return activities.LoadFactsResult{Rows: in.ExpectedRows}, nil
 					})
 			})
@@ -894,6 +899,9 @@ func TestDirectFactsReachTheLoad(t *testing.T) {
 			}
 			if diff := cmp.Diff(wantLoaded, loaded); diff != "" {
 				t.Errorf("LoadFactsInput.Direct by shard (-want +got):\n%s", diff)
+			}
+			if diff := cmp.Diff(map[int]bool{0: false, 1: false, 2: true}, scored); diff != "" {
+				t.Errorf("LoadFactsInput.Detection.Truth by shard (-want +got):\n%s", diff)
 			}
 		})
 	}

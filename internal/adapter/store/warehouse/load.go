@@ -114,6 +114,10 @@ type FactLoad struct {
 	// Sums are the figures of the shard's facts of the window after the
 	// load (batch.FactSums), measured in its transaction.
 	Sums *batch.FactSums
+	// FirstLoad: the shard's facts of the window are exactly the rows
+	// transformed (written by the transform, or inserted where there were
+	// none), so what the transform computed over its rows holds for them.
+	FirstLoad bool
 }
 
 // ShardLoad is what LoadFacts loads: one shard's transform output.
@@ -174,6 +178,7 @@ func (r Run) LoadFacts(ctx context.Context, in ShardLoad) (FactLoad, error) {
 		// the staged rows, whose sums the transform computed as it wrote
 		// them; otherwise they are measured here, while they are in the
 		// cache and while the other shards load on the other cores.
+		out.FirstLoad = firstLoad
 		if firstLoad && in.Transformed != nil && in.Transformed.Rows == out.Rows {
 			sums := *in.Transformed
 			out.Sums = &sums
