@@ -20,6 +20,7 @@ import (
 	"github.com/iot-etl/iot-etl/internal/adapter/store/warehouse"
 	"github.com/iot-etl/iot-etl/internal/domain/anomaly"
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/features"
 	"github.com/iot-etl/iot-etl/internal/domain/reading"
 	"github.com/iot-etl/iot-etl/internal/domain/transform"
 )
@@ -249,7 +250,11 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		tx      pgx.Tx
 		pending TransformTotal // since the last commit
 		summer  warehouse.FactSummer
+		hours   *features.Aggregator // the device-hours since the last commit, when staged
 	)
+	if in.FeatureHours {
+		hours = features.NewAggregator()
+	}
 	defer func() {
 		if tx != nil {
 			tx.Rollback(context.WithoutCancel(ctx))
@@ -270,16 +275,21 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		hb.Beat(TransformProgress{Totals: TransformTotal{Sums: &batch.FactSums{}, Detection: &Detection{}}})
 		return temporal.NewApplicationError(fmt.Sprintf("shard %d: the fact table refused the transform's rows (%v); the shard runs again through staging", in.Shard, cause), ErrTypeFactsRefused)
 	}
+	// begin opens the transaction the output goes into, unless it is open.
+	begin := func() error {
+		var err error
+		if tx == nil {
+			tx, err = b.Timescale.Begin(ctx)
+		}
+		return err
+	}
 	// copyBuf moves the buffered rows into the open transaction.
 	copyBuf := func() error {
 		if len(buf) == 0 {
 			return nil
 		}
-		if tx == nil {
-			var err error
-			if tx, err = b.Timescale.Begin(ctx); err != nil {
-				return err
-			}
+		if err := begin(); err != nil {
+			return err
 		}
 		if _, err := run.CopyTransformed(ctx, tx, in.Shard, buf, p.Totals.Direct); err != nil {
 			if p.Totals.Direct && store.IsDataError(err) {
@@ -294,6 +304,17 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 	commit := func(lastDevice string, last bool) error {
 		if err := copyBuf(); err != nil {
 			return err
+		}
+		if hours != nil {
+			if h := hours.Hours(); len(h) > 0 {
+				if err := begin(); err != nil {
+					return err
+				}
+				if _, err := run.CopyFeatureHours(ctx, tx, in.Shard, h); err != nil {
+					return err
+				}
+			}
+			hours = features.NewAggregator()
 		}
 		if tx != nil {
 			if err := run.CheckStagingTx(ctx, tx); err != nil {
@@ -341,6 +362,9 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 				summer.Add(&e)
 				if det != nil {
 					det.add(&e)
+				}
+				if hours != nil {
+					hours.Add(&e)
 				}
 				pending.Rows++
 				pending.QualitySum += e.Quality
@@ -414,7 +438,7 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 			return LoadFactsResult{}, fmt.Errorf("score detection: %w", err)
 		}
 	}
-	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets, Sums: l.Sums, Detection: det}, nil
+	return LoadFactsResult{Rows: l.Rows, Changed: l.Changed, Buckets: l.Buckets, Sums: l.Sums, Detection: det, FirstLoad: l.FirstLoad}, nil
 }
 
 // RefreshAggregates refreshes the continuous aggregate over the window when

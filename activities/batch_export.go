@@ -24,7 +24,9 @@ import (
 // hour looks at the next hour, so the last hour of a window gets its row from
 // the next run, and the first row of this run is the previous window's last
 // hour, now that its next hour is loaded. Facts of [start − 2h, end) are
-// read (one device at a time) for that. The export is redone whole on retry,
+// read (one device at a time) for that; with in.FromTransform, only those
+// of [start − 2h, start), and the window's device-hours are the ones the
+// transforms staged. The export is redone whole on retry,
 // into the new attempt's own directory; it is idempotent.
 func (b *Batch) ExportFeatures(ctx context.Context, in ExportFeaturesInput) (ExportFeaturesResult, error) {
 	if b.Export == nil {
@@ -50,12 +52,8 @@ func (b *Batch) ExportFeatures(ctx context.Context, in ExportFeaturesInput) (Exp
 		return ExportFeaturesResult{}, err
 	}
 	devices := 0
-	err = run.EachDeviceFacts(ctx, data, func(deviceID string, facts []transform.Enriched) error {
-		agg := features.NewAggregator()
-		for i := range facts {
-			agg.Add(&facts[i])
-		}
-		rows := features.Build(agg.Hours(), data.Start, data.End)
+	build := func(_ string, hours []features.HourAgg) error {
+		rows := features.Build(hours, data.Start, data.End)
 		if err := w.Write(rows); err != nil {
 			return err
 		}
@@ -65,7 +63,18 @@ func (b *Batch) ExportFeatures(ctx context.Context, in ExportFeaturesInput) (Exp
 		devices++
 		hb.Beat(devices)
 		return nil
-	})
+	}
+	if in.FromTransform {
+		err = run.EachDeviceHours(ctx, data, in.Window, build)
+	} else {
+		err = run.EachDeviceFacts(ctx, data, func(deviceID string, facts []transform.Enriched) error {
+			agg := features.NewAggregator()
+			for i := range facts {
+				agg.Add(&facts[i])
+			}
+			return build(deviceID, agg.Hours())
+		})
+	}
 	if err != nil {
 		sink.Rollback(ctx)
 		return ExportFeaturesResult{}, fmt.Errorf("build features: %w", err)

@@ -740,3 +740,75 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 		t.Errorf("after the refusal: %+v, %d staged; want %d rows staged", restaged, staged(), all)
 	}
 }
+
+// TestExportFromTransformMatchesFacts: the features built from the
+// transform's staged device-hours (with the facts of the two hours before
+// the window, from an earlier run) are the features built from the facts
+// read back: the same rows, and files with the same bytes.
+func TestExportFromTransformMatchesFacts(t *testing.T) {
+	f := newBatchFixture(t, 4)
+	f.b.FlushRows = 1000 // a commit after every device
+	ctx := context.Background()
+	f.stageAll(f.env())
+	v, err := f.env().ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour, Direct: true, FeatureHours: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var total TransformTotal
+	if err := v.Get(&total); err != nil {
+		t.Fatal(err)
+	}
+	if !total.Direct {
+		t.Fatal("the transform did not write the facts")
+	}
+	if _, err := f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: f.run, Shard: 0, Window: batchWindow,
+		ExpectedRows: total.Rows, Transformed: total.Sums, Direct: true, Detection: total.Detection}); err != nil {
+		t.Fatal(err)
+	}
+	hours := f.count(`SELECT count(DISTINCT (device_id, date_trunc('hour', time))) FROM dwh.fact_sensor_readings_enriched`)
+	if n := f.count(`SELECT count(*) FROM staging.feature_hours WHERE run_key = $1`, f.run.RunID); n != hours || n < 4*23 {
+		t.Fatalf("staged %d device-hours; the facts have %d (4 devices x 24 hours, less the hours of a gap)", n, hours)
+	}
+	// An earlier run's facts of the two hours before the window: the
+	// window's first two hours, two hours earlier.
+	cols := strings.Join(warehouse.EnrichedColumns[1:], ", ")
+	if _, err := f.stack.Timescale.Exec(ctx, `INSERT INTO dwh.fact_sensor_readings_enriched (time, `+cols+`, run_id)
+		SELECT time - interval '2 hours', `+cols+`, 'earlier' FROM dwh.fact_sensor_readings_enriched WHERE time < $1`,
+		batchWindow.Start.Add(2*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	export := func(fromTransform bool) ExportFeaturesResult {
+		t.Helper()
+		v, err := f.env().ExecuteActivity(f.b.ExportFeatures, ExportFeaturesInput{Run: f.run, Window: batchWindow, CSV: true, FromTransform: fromTransform})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var res ExportFeaturesResult
+		if err := v.Get(&res); err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	facts, staged := export(false), export(true)
+	if facts.Rows == 0 || facts.Positive == 0 || len(facts.Files) != 2 {
+		t.Fatalf("export from the facts: %+v; want rows, positive labels and two files", facts)
+	}
+	if staged.Rows != facts.Rows || staged.Positive != facts.Positive || len(staged.Files) != len(facts.Files) {
+		t.Fatalf("export from the transform: %d rows, %d positive, %d files; from the facts %d, %d, %d",
+			staged.Rows, staged.Positive, len(staged.Files), facts.Rows, facts.Positive, len(facts.Files))
+	}
+	for i := range facts.Files {
+		if staged.Files[i].SHA256 != facts.Files[i].SHA256 || staged.Files[i].Rows != facts.Files[i].Rows {
+			t.Errorf("%s: from the transform %s (%d rows), from the facts %s (%d rows)", facts.Files[i].Format,
+				staged.Files[i].SHA256, staged.Files[i].Rows, facts.Files[i].SHA256, facts.Files[i].Rows)
+		}
+	}
+	// The hour before the window has its row (its label is the window's
+	// first hour), and the window's first hour its previous-hour mean.
+	if n := f.count(`SELECT count(*) FROM dwh.ml_features WHERE hour = $1`, batchWindow.Start.Add(-time.Hour)); n != 4 {
+		t.Errorf("%d feature rows of the hour before the window; want 4", n)
+	}
+	if n := f.count(`SELECT count(*) FROM dwh.ml_features WHERE hour = $1 AND prev_hour_mean IS NOT NULL`, batchWindow.Start); n != 4 {
+		t.Errorf("%d feature rows of the window's first hour with a previous-hour mean; want 4", n)
+	}
+}

@@ -96,6 +96,10 @@ type TransformInput struct {
 	// (TransformTotal.Direct). The workflow sets it when no data-quality
 	// gate has to read the output before anything is loaded.
 	Direct bool `json:"direct,omitempty"`
+	// FeatureHours: the transform also stages the device-hours of its
+	// output (staging.feature_hours), for the export to build the
+	// features from when every load was a first load.
+	FeatureHours bool `json:"feature_hours,omitempty"`
 }
 
 // TransformProgress is the heartbeat of a shard: every device up to and
@@ -169,6 +173,9 @@ type LoadFactsResult struct {
 	Sums *batch.FactSums `json:"sums,omitempty"`
 	// Detection scores the shard's flagged facts against the ground truth.
 	Detection *Detection `json:"detection,omitempty"`
+	// FirstLoad: the shard's facts of the window are exactly its transform
+	// output (written by the transform, or inserted where there were none).
+	FirstLoad bool `json:"first_load,omitempty"`
 }
 
 // Detection is anomaly detection scored against the seeder's ground truth
@@ -195,6 +202,11 @@ type ExportFeaturesInput struct {
 	// a new activity whose attempts start at 1 again, and must not write
 	// where an earlier one did.
 	AttemptOffset int32 `json:"attempt_offset,omitempty"`
+	// FromTransform: the facts of the window are exactly the transforms'
+	// output (every shard's load a first load, staging never lost since),
+	// so the features of the window's hours are built from the device-hours
+	// the transforms staged instead of from every fact read back.
+	FromTransform bool `json:"from_transform,omitempty"`
 }
 
 // ExportedFile is one published data file with its checksum. Path is

@@ -92,7 +92,9 @@ const (
 	// run's device-hours (ScoreAnomalies).
 	changeScoreAnomalies = "score-anomalies"
 	// changeDirectFacts: without a data-quality gate, a shard's transform
-	// writes a first load's facts itself (TransformInput.Direct).
+	// writes a first load's facts itself (TransformInput.Direct); every
+	// transform stages its device-hours, and the export of a run whose
+	// loads were all first loads builds from them.
 	changeDirectFacts = "direct-facts"
 )
 
@@ -197,6 +199,7 @@ type batchRun struct {
 	// transformed is what each shard's last transform produced: its rows,
 	// their sums and detection scores, and whether it wrote the facts.
 	transformed map[int]activities.TransformTotal
+	firstLoads  map[int]bool                  // loaded shards whose facts of the window are their transform's output
 	sums        map[int]*batch.FactSums       // each loaded shard's facts of the window, as its load measured them
 	detected    map[int]*activities.Detection // and its detection scores
 	phaseAt     time.Time
@@ -205,7 +208,7 @@ type batchRun struct {
 	exportParks   bool // a failed export parks the run (changeExportParks)
 	unheardReruns bool // heartbeat timeouts alone do not park (changeUnheardReruns)
 	scores        bool // the model scores the run after the export (changeScoreAnomalies)
-	directFacts   bool // transforms may write first loads' facts (changeDirectFacts)
+	directFacts   bool // transforms may write first loads' facts, and stage device-hours (changeDirectFacts)
 	scored        bool
 	loadDone      bool // dimensions, every shard's facts and the aggregates are loaded
 	exported      bool
@@ -233,6 +236,7 @@ func BatchETLWorkflow(ctx workflow.Context, in BatchInput) (*BatchResult, error)
 		ref:         activities.RunRef{RunID: info.WorkflowExecution.RunID, WorkflowID: info.WorkflowExecution.ID},
 		loaded:      map[int]bool{},
 		transformed: map[int]activities.TransformTotal{},
+		firstLoads:  map[int]bool{},
 		sums:        map[int]*batch.FactSums{},
 		detected:    map[int]*activities.Detection{},
 	}

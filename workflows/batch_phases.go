@@ -123,7 +123,7 @@ func (r *batchRun) transform(ctx workflow.Context) error {
 	for i, shard := range shards {
 		futures[i] = workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.Transform, activities.TransformInput{
 			Run: r.ref, Shard: shard, Window: r.window, Lookback: r.in.Lookback,
-			Direct: r.directFacts && !r.in.Gate.On(),
+			Direct: r.directFacts && !r.in.Gate.On(), FeatureHours: r.directFacts,
 		})
 	}
 	var errs []error
@@ -171,7 +171,7 @@ func (r *batchRun) load(ctx workflow.Context) error {
 			continue
 		}
 		r.loaded[shard] = true
-		r.sums[shard], r.detected[shard] = res.Sums, res.Detection
+		r.sums[shard], r.detected[shard], r.firstLoads[shard] = res.Sums, res.Detection, res.FirstLoad
 		r.progress.ChunksDone++
 		r.progress.Rows += res.Rows
 	}
@@ -189,7 +189,7 @@ func (r *batchRun) export(ctx workflow.Context) error {
 	var a *activities.Batch
 	r.enter(ctx, PhaseExport, 1)
 	actx := longActivity(ctx, r.in.HeartbeatTimeout)
-	in := activities.ExportFeaturesInput{Run: r.ref, Window: r.window, CSV: r.in.CSV}
+	in := activities.ExportFeaturesInput{Run: r.ref, Window: r.window, CSV: r.in.CSV, FromTransform: r.fromTransform()}
 	if r.exportParks {
 		actx = exportActivity(ctx, r.in.ExportMaxAttempts, r.in.HeartbeatTimeout)
 		// Each export run after the first numbers its attempts after those
@@ -203,4 +203,19 @@ func (r *batchRun) export(ctx workflow.Context) error {
 	r.progress.ChunksDone, r.progress.Rows = 1, res.Rows
 	r.result.Features = res
 	return nil
+}
+
+// fromTransform says whether the facts of the window are exactly what the
+// transforms staged device-hours of: every shard's load was a first load,
+// and the staging, with those device-hours, was never lost.
+func (r *batchRun) fromTransform() bool {
+	if !r.directFacts || r.result.StagingRecoveries > 0 {
+		return false
+	}
+	for shard := 0; shard < r.in.Shards; shard++ {
+		if !r.firstLoads[shard] {
+			return false
+		}
+	}
+	return true
 }

@@ -906,3 +906,58 @@ func TestDirectFactsReachTheLoad(t *testing.T) {
 		})
 	}
 }
+
+// TestExportFromTransform: the export builds from the transforms' staged
+// device-hours only when every shard's load was a first load and the
+// staging was never lost; the transforms are asked to stage them.
+func TestExportFromTransform(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		notFirst  int // the shard whose load was not a first load; -1: none
+		lostAfter bool
+		want      bool
+	}{
+		{"every load first", -1, false, true},
+		{"shard 1 upserted", 1, false, false},
+		{"staging lost in the export", -1, true, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var staged []bool
+			var fromTransform []bool
+			env := newBatchEnv(t, func(env *testsuite.TestWorkflowEnvironment) {
+				env.OnActivity(a.Transform, mock.Anything, mock.Anything).Return(
+					func(_ context.Context, in activities.TransformInput) (activities.TransformTotal, error) {
+						mu.Lock()
+						defer mu.Unlock()
+						staged = append(staged, in.FeatureHours)
+						return activities.TransformTotal{Devices: 1, Rows: 10}, nil
+					})
+				env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
+					func(_ context.Context, in activities.LoadFactsInput) (activities.LoadFactsResult, error) {
+						return activities.LoadFactsResult{Rows: in.ExpectedRows, FirstLoad: in.Shard != tc.notFirst}, nil
+					})
+				env.OnActivity(a.ExportFeatures, mock.Anything, mock.Anything).Return(
+					func(_ context.Context, in activities.ExportFeaturesInput) (activities.ExportFeaturesResult, error) {
+						fromTransform = append(fromTransform, in.FromTransform)
+						if tc.lostAfter && len(fromTransform) == 1 {
+							return activities.ExportFeaturesResult{}, temporal.NewNonRetryableApplicationError("staging lost", activities.ErrTypeStagingLost, nil)
+						}
+						return activities.ExportFeaturesResult{Rows: 7}, nil
+					})
+			})
+			env.ExecuteWorkflow(BatchETLWorkflow, BatchInput{WindowStart: nov20, WindowEnd: nov21, Shards: 3})
+			result(t, env)
+			if len(staged) != 3 || !staged[0] || !staged[1] || !staged[2] {
+				t.Errorf("TransformInput.FeatureHours: %v; want true for each of 3 shards", staged)
+			}
+			want := []bool{tc.want}
+			if tc.lostAfter {
+				want = []bool{true, false}
+			}
+			if diff := cmp.Diff(want, fromTransform); diff != "" {
+				t.Errorf("ExportFeaturesInput.FromTransform by export (-want +got):\n%s", diff)
+			}
+		})
+	}
+}

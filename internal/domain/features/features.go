@@ -75,6 +75,33 @@ func (a *HourAgg) Add(e *transform.Enriched) {
 	a.cxy += dx * (y - a.mean)
 }
 
+// HourState is everything an HourAgg accumulated, to keep it outside the
+// process and carry on from it: the transform stages the device-hours of
+// its output, and the export builds the features from them.
+type HourState struct {
+	Count, ValueCount, AnomalyCount int
+	QualitySum                      float64
+	ValueMean, ValueM2              float64 // Welford's mean and sum of squared deviations
+	ValueMin, ValueMax              float64
+	MinuteMean                      float64 // of x = minutes since the hour
+	MinuteM2, MinuteValueCo         float64 // the co-moments of the slope: Σdx², Σdx·dy
+}
+
+// State returns what a accumulated.
+func (a *HourAgg) State() HourState {
+	return HourState{Count: a.Count, ValueCount: a.ValueCount, AnomalyCount: a.AnomalyCount, QualitySum: a.QualitySum,
+		ValueMean: a.mean, ValueM2: a.m2, ValueMin: a.min, ValueMax: a.max, MinuteMean: a.meanX, MinuteM2: a.cxx, MinuteValueCo: a.cxy}
+}
+
+// HourAggOf is the aggregate of deviceID's hour that accumulated s.
+func HourAggOf(deviceID, deviceType, zone string, hour time.Time, s HourState) HourAgg {
+	a := NewHourAgg(deviceID, deviceType, zone, hour)
+	a.Count, a.ValueCount, a.AnomalyCount, a.QualitySum = s.Count, s.ValueCount, s.AnomalyCount, s.QualitySum
+	a.mean, a.m2, a.min, a.max = s.ValueMean, s.ValueM2, s.ValueMin, s.ValueMax
+	a.meanX, a.cxx, a.cxy = s.MinuteMean, s.MinuteM2, s.MinuteValueCo
+	return a
+}
+
 // Mean of the values; ok is false without values.
 func (a *HourAgg) Mean() (mean float64, ok bool) { return a.mean, a.ValueCount > 0 }
 

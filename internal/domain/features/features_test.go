@@ -218,3 +218,39 @@ func TestRowParquetSchema(t *testing.T) {
 		t.Errorf("parquet columns (-want +got):\n%s", diff)
 	}
 }
+
+// TestHourStateRestores: an aggregate restored from its state is the
+// aggregate: the same state, and the same feature rows, bit for bit.
+func TestHourStateRestores(t *testing.T) {
+	t.Parallel()
+	rng := rand.New(rand.NewPCG(7, 11))
+	g := features.NewAggregator()
+	for minute := range 180 {
+		v := 20 + rng.NormFloat64()
+		var flags quality.Flags
+		if minute%37 == 0 {
+			flags = quality.Null
+		}
+		e := enriched("TEMP-001", minute, f(v), rng.Float64(), minute%11 == 0, flags)
+		if flags == quality.Null {
+			e.ValueValid = false
+		}
+		g.Add(&e)
+	}
+	hours := g.Hours()
+	restored := make([]features.HourAgg, len(hours))
+	for i := range hours {
+		a := &hours[i]
+		restored[i] = features.HourAggOf(a.DeviceID, a.DeviceType, a.Zone, a.Hour, a.State())
+		if got, want := restored[i].State(), a.State(); got != want {
+			t.Errorf("hour %s: restored state %+v, want %+v", a.Hour, got, want)
+		}
+	}
+	want := features.Build(hours, day, day.Add(3*time.Hour))
+	if len(want) != 1 {
+		t.Fatalf("%d rows from 3 hours; want 1 (the middle hour)", len(want))
+	}
+	if diff := cmp.Diff(want, features.Build(restored, day, day.Add(3*time.Hour))); diff != "" {
+		t.Errorf("rows from the restored aggregates (-original +restored):\n%s", diff)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 
@@ -59,6 +60,81 @@ func (r Run) EachDeviceFacts(ctx context.Context, w batch.Window, fn func(device
 	}
 	if len(batch) > 0 {
 		return fn(cur, batch)
+	}
+	return nil
+}
+
+// EachDeviceHours calls fn with the device-hours of w of each of the run's
+// devices that has readings in it, one device at a time in id order, as
+// features.Aggregator accumulates them from the device's facts (the
+// order and the device-hours of EachDeviceFacts): those before
+// transformed.Start from the facts, those of transformed from the
+// transform's staged output (staging.feature_hours). They are the same
+// only when the facts of transformed are exactly that output.
+func (r Run) EachDeviceHours(ctx context.Context, w, transformed batch.Window, fn func(deviceID string, hours []features.HourAgg) error) error {
+	before := map[string][]features.HourAgg{}
+	err := r.EachDeviceFacts(ctx, batch.Window{Start: w.Start, End: transformed.Start}, func(deviceID string, facts []transform.Enriched) error {
+		agg := features.NewAggregator()
+		for i := range facts {
+			agg.Add(&facts[i])
+		}
+		before[deviceID] = agg.Hours()
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	var devices []string
+	rows, err := r.TS.Query(ctx, `SELECT device_id FROM staging.devices WHERE run_key = $1 ORDER BY device_id`, r.ID)
+	if err != nil {
+		return fmt.Errorf("read staged devices: %w", err)
+	}
+	if devices, err = pgx.CollectRows(rows, pgx.RowTo[string]); err != nil {
+		return fmt.Errorf("read staged devices: %w", err)
+	}
+	// The staged hours come in the devices' order: both are sorted by
+	// the server.
+	rows, err = r.TS.Query(ctx, `
+		SELECT `+strings.Join(featureHourColumns, ", ")+` FROM staging.feature_hours
+		WHERE run_key = $1 AND hour >= $2 AND hour < $3 ORDER BY device_id, hour`, r.ID, transformed.Start, transformed.End)
+	if err != nil {
+		return fmt.Errorf("read staged device-hours: %w", err)
+	}
+	defer rows.Close()
+	var (
+		id, deviceType, zone string
+		hour                 time.Time
+		st                   features.HourState
+		pending              bool // a row read and not yet taken
+	)
+	next := func() error {
+		pending = rows.Next()
+		if !pending {
+			return rows.Err()
+		}
+		return rows.Scan(&id, &hour, &deviceType, &zone, &st.Count, &st.ValueCount, &st.AnomalyCount, &st.QualitySum,
+			&st.ValueMean, &st.ValueM2, &st.ValueMin, &st.ValueMax, &st.MinuteMean, &st.MinuteM2, &st.MinuteValueCo)
+	}
+	if err := next(); err != nil {
+		return fmt.Errorf("read staged device-hours: %w", err)
+	}
+	for _, d := range devices {
+		hours := before[d]
+		for pending && id == d {
+			hours = append(hours, features.HourAggOf(id, deviceType, zone, hour, st))
+			if err := next(); err != nil {
+				return fmt.Errorf("read staged device-hours: %w", err)
+			}
+		}
+		if len(hours) == 0 {
+			continue
+		}
+		if err := fn(d, hours); err != nil {
+			return err
+		}
+	}
+	if pending {
+		return fmt.Errorf("read staged device-hours: %s is not a staged device of the run, or out of order", id)
 	}
 	return nil
 }

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
+	"github.com/iot-etl/iot-etl/internal/domain/features"
 	"github.com/iot-etl/iot-etl/internal/domain/reading"
 	"github.com/iot-etl/iot-etl/internal/domain/transform"
 )
@@ -129,31 +130,44 @@ func appendEnriched(vals []any, e *transform.Enriched) []any {
 
 // ClearEnriched deletes the staged transform output of a shard for devices
 // sorting after after: what an interrupted attempt wrote past its last
-// heartbeat. It returns ErrStagingLost when the run's marker is gone: the
-// devices up to after are gone with it.
+// heartbeat, and its staged device-hours (CopyFeatureHours). It returns
+// ErrStagingLost when the run's marker is gone: the devices up to after
+// are gone with it.
 func (r Run) ClearEnriched(ctx context.Context, shard int, after string) error {
 	return pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
 		if err := r.checkStaging(ctx, tx); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `DELETE FROM staging.enriched WHERE run_key = $1 AND shard = $2 AND device_id > $3`, r.ID, shard, after)
-		return err
+		if _, err := tx.Exec(ctx, `DELETE FROM staging.enriched WHERE run_key = $1 AND shard = $2 AND device_id > $3`, r.ID, shard, after); err != nil {
+			return err
+		}
+		return r.clearFeatureHours(ctx, tx, shard, after)
 	})
+}
+
+// clearFeatureHours deletes the staged device-hours of a shard for devices
+// sorting after after, with the output they were accumulated from.
+func (r Run) clearFeatureHours(ctx context.Context, tx pgx.Tx, shard int, after string) error {
+	_, err := tx.Exec(ctx, `DELETE FROM staging.feature_hours WHERE run_key = $1 AND shard = $2 AND device_id > $3`, r.ID, shard, after)
+	return err
 }
 
 // ClearFacts is ClearEnriched for a transform that writes the facts
 // itself (CopyTransformed with direct): it deletes the facts of w that
-// this run wrote for the devices of shard sorting after after.
+// this run wrote for the devices of shard sorting after after, and their
+// staged device-hours.
 func (r Run) ClearFacts(ctx context.Context, shard int, after string, w batch.Window) error {
 	return pgx.BeginFunc(ctx, r.TS, func(tx pgx.Tx) error {
 		if err := r.checkStaging(ctx, tx); err != nil {
 			return err
 		}
-		_, err := tx.Exec(ctx, `
+		if _, err := tx.Exec(ctx, `
 			DELETE FROM dwh.fact_sensor_readings_enriched f USING staging.devices d
 			WHERE d.run_key = $1 AND d.shard = $2 AND d.device_id > $3 AND f.device_id = d.device_id
-			  AND f.time >= $4 AND f.time < $5 AND f.run_id = $1`, r.ID, shard, after, w.Start, w.End)
-		return err
+			  AND f.time >= $4 AND f.time < $5 AND f.run_id = $1`, r.ID, shard, after, w.Start, w.End); err != nil {
+			return err
+		}
+		return r.clearFeatureHours(ctx, tx, shard, after)
 	})
 }
 
@@ -189,5 +203,23 @@ func (r Run) CopyTransformed(ctx context.Context, tx pgx.Tx, shard int, rows []t
 			return append(appendEnriched(vals[:0], &rows[i]), r.ID), nil
 		}
 		return appendEnriched(append(vals[:0], r.ID, shard), &rows[i]), nil
+	}))
+}
+
+// featureHourColumns are the columns of staging.feature_hours after
+// run_key and shard.
+var featureHourColumns = []string{"device_id", "hour", "device_type", "zone", "count", "value_count", "anomaly_count", "quality_sum",
+	"value_mean", "value_m2", "value_min", "value_max", "minute_mean", "minute_m2", "minute_value_co"}
+
+// CopyFeatureHours stages the device-hours of one shard's transform output
+// (features.Aggregator over the rows CopyTransformed wrote) within tx.
+func (r Run) CopyFeatureHours(ctx context.Context, tx pgx.Tx, shard int, hours []features.HourAgg) (int64, error) {
+	cols := append([]string{"run_key", "shard"}, featureHourColumns...)
+	vals := make([]any, 0, len(cols))
+	return tx.CopyFrom(ctx, pgx.Identifier{"staging", "feature_hours"}, cols, pgx.CopyFromSlice(len(hours), func(i int) ([]any, error) {
+		h := &hours[i]
+		s := h.State()
+		return append(vals[:0], r.ID, shard, h.DeviceID, h.Hour, h.DeviceType, h.Zone, s.Count, s.ValueCount, s.AnomalyCount, s.QualitySum,
+			s.ValueMean, s.ValueM2, s.ValueMin, s.ValueMax, s.MinuteMean, s.MinuteM2, s.MinuteValueCo), nil
 	}))
 }
