@@ -39,6 +39,7 @@ type FactSummer struct {
 	wide  map[int32]*big.Int
 	scale int32
 	buf   []byte
+	dev   deviceText
 
 	lastQ    float64
 	lastCoef int64
@@ -54,7 +55,7 @@ func (s *FactSummer) Add(e *transform.Enriched) {
 	if e.Anomaly {
 		s.anomalies++
 	}
-	s.buf = appendFactRow(s.buf[:0], e)
+	s.buf = s.dev.appendRow(s.buf[:0], e)
 	sum := md5.Sum(s.buf)
 	var carry uint64
 	s.hashLo, carry = bits.Add64(s.hashLo, binary.BigEndian.Uint64(sum[:8])>>4, 0)
@@ -118,9 +119,42 @@ func (s *FactSummer) Sums() batch.FactSums {
 // appendFactRow appends the text of ROW(factChecksumColumns) of e's fact
 // row, as record_out writes it.
 func appendFactRow(b []byte, e *transform.Enriched) []byte {
+	var dev deviceText
+	return dev.appendRow(b, e)
+}
+
+// deviceText keeps the text of the columns a device's fact rows share
+// (its id, type and location) from one row to the next: a transform
+// writes each device's rows one after the other.
+type deviceText struct {
+	id, typeCode, metric, unit, locationID, site, building, zone string
+	floor                                                        int
+	idText, shared                                               []byte
+	set                                                          bool
+}
+
+// appendRow appends the text of e's row (see appendFactRow), taking the
+// device's columns from the last row when they are the same.
+func (d *deviceText) appendRow(b []byte, e *transform.Enriched) []byte {
+	if !d.set || d.id != e.DeviceID || d.typeCode != e.TypeCode || d.metric != e.Metric || d.unit != e.Unit ||
+		d.locationID != e.LocationID || d.site != e.Site || d.building != e.Building || d.zone != e.Zone || d.floor != e.Floor {
+		d.id, d.typeCode, d.metric, d.unit, d.locationID, d.site, d.building, d.zone, d.floor =
+			e.DeviceID, e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building, e.Zone, e.Floor
+		d.idText = appendRecordText(d.idText[:0], e.DeviceID)
+		d.shared = d.shared[:0]
+		for _, t := range [...]string{e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building} {
+			d.shared = append(d.shared, ',')
+			d.shared = appendRecordText(d.shared, t)
+		}
+		d.shared = append(d.shared, ',')
+		d.shared = strconv.AppendInt(d.shared, int64(e.Floor), 10)
+		d.shared = append(d.shared, ',')
+		d.shared = appendRecordText(d.shared, e.Zone)
+		d.set = true
+	}
 	st := e.Rolling
 	b = append(b, '(')
-	b = appendRecordText(b, e.DeviceID)
+	b = append(b, d.idText...)
 	b = append(b, ',', '"')
 	b = appendTimestamptz(b, e.Time)
 	b = append(b, '"', ',')
@@ -131,14 +165,7 @@ func appendFactRow(b []byte, e *transform.Enriched) []byte {
 	b = appendFloat8(b, e.Battery)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, int64(e.RSSI), 10)
-	for _, t := range [...]string{e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building} {
-		b = append(b, ',')
-		b = appendRecordText(b, t)
-	}
-	b = append(b, ',')
-	b = strconv.AppendInt(b, int64(e.Floor), 10)
-	b = append(b, ',')
-	b = appendRecordText(b, e.Zone)
+	b = append(b, d.shared...)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, int64(st.Count), 10)
 	b = append(b, ',')
