@@ -218,3 +218,27 @@ func BenchmarkFactSummer(b *testing.B) {
 		s.Add(&rows[i%len(rows)])
 	}
 }
+
+// appendEnriched appends transform output as the values of
+// EnrichedColumns to vals, for pgx's CopyFrom: the tests write rows that
+// way, independently of CopyTransformed's own encoding.
+func appendEnriched(vals []any, e *transform.Enriched) []any {
+	var value, rollMean, rollStd, rollMin, rollMax, z any
+	if e.ValueValid {
+		value = e.Value
+	}
+	if st := e.Rolling; st.Count > 0 {
+		rollMean, rollMin, rollMax = st.Mean, st.Min, st.Max
+		if st.HasStd {
+			rollStd = st.Std
+		}
+		if st.HasZ {
+			z = st.Z
+		}
+	}
+	return append(vals,
+		e.Time, e.DeviceID, value, e.Battery, e.RSSI,
+		e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building, e.Floor, e.Zone,
+		e.Rolling.Count, rollMean, rollStd, rollMin, rollMax, z,
+		e.Anomaly, e.Reasons, e.Quality, e.QualityFlags)
+}

@@ -3,7 +3,6 @@ package warehouse
 import (
 	"context"
 	"fmt"
-	"slices"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -11,7 +10,6 @@ import (
 	"github.com/iot-etl/iot-etl/internal/domain/batch"
 	"github.com/iot-etl/iot-etl/internal/domain/features"
 	"github.com/iot-etl/iot-etl/internal/domain/reading"
-	"github.com/iot-etl/iot-etl/internal/domain/transform"
 )
 
 // ShardDevice is one staged device with its type and location.
@@ -103,31 +101,6 @@ var EnrichedColumns = []string{
 	"is_anomaly", "anomaly_reasons", "quality_score", "quality_flags",
 }
 
-// appendEnriched appends transform output as the values of
-// EnrichedColumns to vals; the copies reuse one slice (pgx encodes each
-// row before asking for the next), so a batch costs its structs and
-// nothing more.
-func appendEnriched(vals []any, e *transform.Enriched) []any {
-	var value, rollMean, rollStd, rollMin, rollMax, z any
-	if e.ValueValid {
-		value = e.Value
-	}
-	if st := e.Rolling; st.Count > 0 {
-		rollMean, rollMin, rollMax = st.Mean, st.Min, st.Max
-		if st.HasStd {
-			rollStd = st.Std
-		}
-		if st.HasZ {
-			z = st.Z
-		}
-	}
-	return append(vals,
-		e.Time, e.DeviceID, value, e.Battery, e.RSSI,
-		e.TypeCode, e.Metric, e.Unit, e.LocationID, e.Site, e.Building, e.Floor, e.Zone,
-		e.Rolling.Count, rollMean, rollStd, rollMin, rollMax, z,
-		e.Anomaly, e.Reasons, e.Quality, e.QualityFlags)
-}
-
 // ClearEnriched deletes the staged transform output of a shard for devices
 // sorting after after: what an interrupted attempt wrote past its last
 // heartbeat, and its staged device-hours (CopyFeatureHours). It returns
@@ -184,26 +157,6 @@ func (r Run) ShardHasFacts(ctx context.Context, q querier, shard int, w batch.Wi
 		return false, fmt.Errorf("facts of shard %d: %w", shard, err)
 	}
 	return has, nil
-}
-
-// CopyTransformed writes one shard's transform output within tx: to
-// staging.enriched, or, when direct, straight into the fact table as
-// this run's rows (a first load that needs no staging; see
-// activities.Batch.Transform).
-func (r Run) CopyTransformed(ctx context.Context, tx pgx.Tx, shard int, rows []transform.Enriched, direct bool) (int64, error) {
-	table := pgx.Identifier{"staging", "enriched"}
-	cols := append([]string{"run_key", "shard"}, EnrichedColumns...)
-	if direct {
-		table = pgx.Identifier{"dwh", "fact_sensor_readings_enriched"}
-		cols = append(slices.Clone(EnrichedColumns), "run_id")
-	}
-	vals := make([]any, 0, len(cols))
-	return tx.CopyFrom(ctx, table, cols, pgx.CopyFromSlice(len(rows), func(i int) ([]any, error) {
-		if direct {
-			return append(appendEnriched(vals[:0], &rows[i]), r.ID), nil
-		}
-		return appendEnriched(append(vals[:0], r.ID, shard), &rows[i]), nil
-	}))
 }
 
 // featureHourColumns are the columns of staging.feature_hours after
