@@ -66,6 +66,8 @@ type Size struct {
 	// scheduling and dispatch between the steps), from its history.
 	OrchestrationS     float64 `json:"orchestration_seconds"`
 	OrchestrationShare float64 `json:"orchestration_share"`
+	LongestIdleS       float64 `json:"longest_idle_seconds"`
+	LongestIdleBefore  string  `json:"longest_idle_before"`
 	ActivityAttempts   int     `json:"activity_attempts"`
 	HistoryEvents      int     `json:"history_events"`
 }
@@ -110,7 +112,7 @@ func run(ctx context.Context) error {
 		"ratio_sql_over_*: SQL baseline seconds / batch seconds; above 1 means the batch is faster",
 		"zscore_rows_agreeing: rows whose z-score from the SQL baseline equals the batch's within 1e-9 (both NULL counts as equal)",
 		"worker_peak_rss_kib: VmHWM of the worker process at the end of the run",
-		"orchestration_seconds: the batch's wall time (first to last history event) during which no activity attempt was running: workflow tasks, activity scheduling and dispatch, history writes between the steps; orchestration_share is it over that wall time",
+		"orchestration_seconds: the batch's wall time (first to last history event) during which no activity attempt was running: workflow tasks, activity scheduling and dispatch, history writes between the steps; orchestration_share is it over that wall time; longest_idle_seconds is the longest of those stretches, and longest_idle_before the activity type started at its end (empty: the end of the run)",
 	}
 	return benchutil.Write(*out, benchutil.Result{Benchmark: "batch", RanAt: time.Now().UTC(), Machine: machine, Figures: results, Notes: notes})
 }
@@ -201,6 +203,7 @@ func runSize(ctx context.Context, base *config.Config, temporalAddr, workerBin, 
 		return r, machine, err
 	}
 	r.OrchestrationS, r.OrchestrationShare = cov.Orchestration().Seconds(), cov.Share()
+	r.LongestIdleS, r.LongestIdleBefore = cov.LongestIdle.Seconds(), cov.IdleBefore
 	r.ActivityAttempts, r.HistoryEvents = cov.Attempts, cov.Events
 	if profile != "" {
 		if err := worker.Stop(30 * time.Second); err != nil { // writes the profiles

@@ -20,6 +20,11 @@ type Coverage struct {
 	Activities time.Duration `json:"activities"` // union of every activity attempt's [started, closed]
 	Attempts   int           `json:"attempts"`
 	Events     int           `json:"events"`
+	// LongestIdle is the longest time no activity was running, and
+	// IdleBefore the activity type started when it ended ("" for the end
+	// of the run): where the orchestration waited most.
+	LongestIdle time.Duration `json:"longest_idle"`
+	IdleBefore  string        `json:"idle_before"`
 }
 
 // Orchestration is the wall time no activity was running.
@@ -61,12 +66,19 @@ func coverage(events []*historypb.HistoryEvent) (Coverage, error) {
 	start, end := events[0].GetEventTime().AsTime(), events[len(events)-1].GetEventTime().AsTime()
 	cov.Wall = end.Sub(start)
 	started := map[int64]time.Time{} // by the scheduled event's id
-	type span struct{ from, to time.Time }
+	types := map[int64]string{}      // the activity type, by the scheduled event's id
+	type span struct {
+		from, to time.Time
+		activity string
+	}
 	var spans []span
 	for _, e := range events {
 		at := e.GetEventTime().AsTime()
 		var scheduled int64
 		switch e.GetEventType() {
+		case enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+			types[e.GetEventId()] = e.GetActivityTaskScheduledEventAttributes().GetActivityType().GetName()
+			continue
 		case enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED:
 			started[e.GetActivityTaskStartedEventAttributes().GetScheduledEventId()] = at
 			continue
@@ -82,15 +94,21 @@ func coverage(events []*historypb.HistoryEvent) (Coverage, error) {
 			continue
 		}
 		if from, ok := started[scheduled]; ok {
-			spans = append(spans, span{from, at})
+			spans = append(spans, span{from, at, types[scheduled]})
 			cov.Attempts++
 		}
 	}
 	sort.Slice(spans, func(i, j int) bool { return spans[i].from.Before(spans[j].from) })
+	idle := func(from, to time.Time, before string) {
+		if d := to.Sub(from); d > cov.LongestIdle {
+			cov.LongestIdle, cov.IdleBefore = d, before
+		}
+	}
 	var cur span
 	for i, s := range spans {
 		switch {
 		case i == 0:
+			idle(start, s.from, s.activity)
 			cur = s
 		case !s.from.After(cur.to):
 			if s.to.After(cur.to) {
@@ -98,11 +116,13 @@ func coverage(events []*historypb.HistoryEvent) (Coverage, error) {
 			}
 		default:
 			cov.Activities += cur.to.Sub(cur.from)
+			idle(cur.to, s.from, s.activity)
 			cur = s
 		}
 	}
 	if len(spans) > 0 {
 		cov.Activities += cur.to.Sub(cur.from)
+		idle(cur.to, end, "")
 	}
 	return cov, nil
 }

@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
 	enumspb "go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -14,6 +15,12 @@ func TestCoverage(t *testing.T) {
 	at := func(s int) *timestamppb.Timestamp { return timestamppb.New(t0.Add(time.Duration(s) * time.Second)) }
 	ev := func(s int, typ enumspb.EventType) *historypb.HistoryEvent {
 		return &historypb.HistoryEvent{EventTime: at(s), EventType: typ}
+	}
+	scheduled := func(s int, id int64, name string) *historypb.HistoryEvent {
+		e := ev(s, enumspb.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED)
+		e.EventId = id
+		e.Attributes = &historypb.HistoryEvent_ActivityTaskScheduledEventAttributes{ActivityTaskScheduledEventAttributes: &historypb.ActivityTaskScheduledEventAttributes{ActivityType: &commonpb.ActivityType{Name: name}}}
+		return e
 	}
 	started := func(s int, scheduled int64) *historypb.HistoryEvent {
 		e := ev(s, enumspb.EVENT_TYPE_ACTIVITY_TASK_STARTED)
@@ -32,24 +39,29 @@ func TestCoverage(t *testing.T) {
 	}
 	// 0..100 s of wall time: activity 5 runs 10..40, 6 runs 20..50
 	// (overlapping: the union is 10..50), 7 runs 60..70 and fails, 8 is
-	// scheduled but never starts; 9 runs 80..95.
+	// scheduled but never starts; 9 runs 82..95. Nothing runs in 0..10,
+	// 50..60, 70..82 (the longest, before Load) and 95..100.
 	events := []*historypb.HistoryEvent{
 		ev(0, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED),
+		scheduled(1, 5, "Extract"), scheduled(1, 6, "Extract"),
 		started(10, 5), started(20, 6), completed(40, 5), completed(50, 6),
-		started(60, 7), failed(70, 7),
+		scheduled(55, 7, "Transform"), started(60, 7), failed(70, 7),
 		completed(75, 8), // no start recorded: not counted
-		started(80, 9), completed(95, 9),
+		scheduled(71, 9, "Load"), started(82, 9), completed(95, 9),
 		ev(100, enumspb.EVENT_TYPE_WORKFLOW_EXECUTION_COMPLETED),
 	}
 	cov, err := coverage(events)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cov.Wall != 100*time.Second || cov.Activities != 65*time.Second || cov.Attempts != 4 || cov.Events != len(events) {
-		t.Fatalf("coverage %+v; want wall 100s, activities 65s, 4 attempts", cov)
+	if cov.Wall != 100*time.Second || cov.Activities != 63*time.Second || cov.Attempts != 4 || cov.Events != len(events) {
+		t.Fatalf("coverage %+v; want wall 100s, activities 63s, 4 attempts", cov)
 	}
-	if cov.Orchestration() != 35*time.Second || cov.Share() != 0.35 {
-		t.Fatalf("orchestration %s share %v; want 35s, 0.35", cov.Orchestration(), cov.Share())
+	if cov.Orchestration() != 37*time.Second || cov.Share() != 0.37 {
+		t.Fatalf("orchestration %s share %v; want 37s, 0.37", cov.Orchestration(), cov.Share())
+	}
+	if cov.LongestIdle != 12*time.Second || cov.IdleBefore != "Load" {
+		t.Fatalf("longest idle %s before %q; want 12s before Load", cov.LongestIdle, cov.IdleBefore)
 	}
 	if _, err := coverage(nil); err == nil {
 		t.Fatal("empty history: no error")
