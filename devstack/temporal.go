@@ -138,9 +138,7 @@ func (t *temporalComponent) Command(ctx context.Context, log io.Writer) (*exec.C
 	if t.cfg.Namespace != "default" {
 		args = append(args, "--namespace", t.cfg.Namespace)
 	}
-	for _, sa := range temporalx.CLIFlags() {
-		args = append(args, "--search-attribute", sa)
-	}
+	args = append(args, temporalx.DevServerArgs()...)
 	return exec.Command(bin, args...), nil
 }
 

@@ -54,9 +54,7 @@ func StartDevServerWith(ctx context.Context, opts DevServerOptions) (*DevServer,
 	if opts.DBFile != "" {
 		args = append(args, "--db-filename", opts.DBFile)
 	}
-	for _, sa := range CLIFlags() {
-		args = append(args, "--search-attribute", sa)
-	}
+	args = append(args, DevServerArgs()...)
 	logf, err := os.CreateTemp("", "iotetl-temporal-*.log")
 	if err != nil {
 		return nil, err

@@ -34,6 +34,24 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 	"Phase":       enumspb.INDEXED_VALUE_TYPE_KEYWORD,  // awaiting_approval while a run waits at the data-quality gate
 }
 
+// DevServerArgs are the `temporal server start-dev` arguments of every dev
+// server the project starts (devstack, tests, benchmarks) besides its
+// address and storage: the search attributes (CLIFlags), and task queues
+// of one partition. The server's default of four partitions made a
+// scheduled activity wait up to 1.6 s for a worker that was polling:
+// with a worker's few pollers, a task that lands in a partition no poller
+// is waiting on waits in its backlog (the 1 M batch benchmark saw it
+// before LoadFacts in 5 runs of 9). A cluster whose queues have many
+// pollers keeps its partitions; see docs/PERFORMANCE.md.
+func DevServerArgs() []string {
+	args := []string{"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
+		"--dynamic-config-value", "matching.numTaskqueueWritePartitions=1"}
+	for _, sa := range CLIFlags() {
+		args = append(args, "--search-attribute", sa)
+	}
+	return args
+}
+
 // CLIFlags renders SearchAttributes as `temporal server start-dev
 // --search-attribute` values, sorted by name.
 func CLIFlags() []string {
