@@ -41,7 +41,7 @@ var SearchAttributes = map[string]enumspb.IndexedValueType{
 // scheduled activity wait up to 1.6 s for a worker that was polling:
 // with a worker's few pollers, a task that lands in a partition no poller
 // is waiting on waits in its backlog (the 1 M batch benchmark saw it
-// before LoadFacts in 5 runs of 9). A cluster whose queues have many
+// before LoadFacts in 7 runs of 10). A cluster whose queues have many
 // pollers keeps its partitions; see docs/PERFORMANCE.md.
 func DevServerArgs() []string {
 	args := []string{"--dynamic-config-value", "matching.numTaskqueueReadPartitions=1",
