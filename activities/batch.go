@@ -250,10 +250,11 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 		tx      pgx.Tx
 		pending TransformTotal // since the last commit
 		summer  warehouse.FactSummer
-		hours   *features.Aggregator // the device-hours since the last commit, when staged
+		hours   *features.Aggregator     // the features' device-hours since the last commit, when staged
+		hourly  *warehouse.HourlyBuckets // and the hourly buckets
 	)
-	if in.FeatureHours {
-		hours = features.NewAggregator()
+	if in.StageHours {
+		hours, hourly = features.NewAggregator(), warehouse.NewHourlyBuckets()
 	}
 	defer func() {
 		if tx != nil {
@@ -313,8 +314,11 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 				if _, err := run.CopyFeatureHours(ctx, tx, in.Shard, h); err != nil {
 					return err
 				}
+				if _, err := run.CopyHourly(ctx, tx, in.Shard, hourly.Buckets()); err != nil {
+					return err
+				}
 			}
-			hours = features.NewAggregator()
+			hours, hourly = features.NewAggregator(), warehouse.NewHourlyBuckets()
 		}
 		if tx != nil {
 			if err := run.CheckStagingTx(ctx, tx); err != nil {
@@ -365,6 +369,7 @@ func (b *Batch) Transform(ctx context.Context, in TransformInput) (TransformTota
 				}
 				if hours != nil {
 					hours.Add(&e)
+					hourly.Add(&e)
 				}
 				pending.Rows++
 				pending.QualitySum += e.Quality
@@ -427,7 +432,7 @@ func (b *Batch) LoadFacts(ctx context.Context, in LoadFactsInput) (LoadFactsResu
 		return LoadFactsResult{}, err
 	}
 	l, err := b.run(in.Run).LoadFacts(ctx, warehouse.ShardLoad{Shard: in.Shard, Window: in.Window, Rows: in.ExpectedRows,
-		Transformed: in.Transformed, Direct: in.Direct, ContinuousAgg: cagg})
+		Transformed: in.Transformed, Direct: in.Direct, StagedHours: in.StagedHours, ContinuousAgg: cagg})
 	if err != nil {
 		return LoadFactsResult{}, err
 	}

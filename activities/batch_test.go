@@ -575,7 +575,7 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	if err != nil || len(devices) != 4 {
 		t.Fatalf("shard devices: %d, %v", len(devices), err)
 	}
-	in := TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour, Direct: true}
+	in := TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour, Direct: true, StageHours: true}
 	// transform runs one attempt from hb (none: a first attempt) and
 	// returns its result and the last progress it heartbeated.
 	transform := func(hb *TransformProgress) (TransformTotal, TransformProgress, error) {
@@ -690,7 +690,7 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	// The load inserts nothing and reports the transform's sums; it
 	// rewrites the shard's hourly buckets.
 	v, err := f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: f.run, Shard: 0, Window: batchWindow,
-		ExpectedRows: total.Rows, Transformed: total.Sums, Direct: true, Detection: total.Detection})
+		ExpectedRows: total.Rows, Transformed: total.Sums, Direct: true, Detection: total.Detection, StagedHours: true})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -704,6 +704,39 @@ func TestTransformWritesFirstLoadFacts(t *testing.T) {
 	}
 	if diff := cmp.Diff(want, load.Detection); diff != "" {
 		t.Errorf("direct load's detection scores (-facts +reported):\n%s", diff)
+	}
+	// The buckets it copied from the transform's staged ones are those the
+	// aggregate query computes from the facts.
+	if n := f.count(`SELECT count(*) FROM staging.hourly WHERE run_key = $1`, f.run.RunID); n != hours {
+		t.Errorf("%d staged hourly buckets; want %d", n, hours)
+	}
+	const bucketCols = `bucket, device_id, reading_count, value_count, mean, min, max, std, anomaly_count, mean_quality`
+	const fromFacts = `SELECT date_trunc('hour', time), device_id, count(*), count(value), avg(value), min(value), max(value),
+		stddev_samp(value), count(*) FILTER (WHERE is_anomaly), avg(quality_score) FROM dwh.fact_sensor_readings_enriched GROUP BY 1, 2`
+	if n := f.count(`SELECT count(*) FROM ((SELECT ` + bucketCols + ` FROM dwh.fact_hourly_agg EXCEPT ` + fromFacts + `)
+		UNION ALL (` + fromFacts + ` EXCEPT SELECT ` + bucketCols + ` FROM dwh.fact_hourly_agg)) d`); n != 0 {
+		t.Errorf("%d hourly buckets differ from the aggregates of the facts", n)
+	}
+	// They were copied, not aggregated: a staged bucket altered shows; a
+	// load told nothing was staged aggregates the facts again.
+	if _, err := f.stack.Timescale.Exec(ctx, `UPDATE staging.hourly SET anomaly_count = anomaly_count + 1000 WHERE run_key = $1 AND bucket = $2`,
+		f.run.RunID, batchWindow.Start); err != nil {
+		t.Fatal(err)
+	}
+	reload := func(staged bool) {
+		t.Helper()
+		if _, err := f.env().ExecuteActivity(f.b.LoadFacts, LoadFactsInput{Run: f.run, Shard: 0, Window: batchWindow,
+			ExpectedRows: total.Rows, Transformed: total.Sums, Direct: true, Detection: total.Detection, StagedHours: staged}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reload(true)
+	if n := f.count(`SELECT count(*) FROM dwh.fact_hourly_agg WHERE bucket = $1 AND anomaly_count >= 1000`, batchWindow.Start); n != 4 {
+		t.Errorf("%d buckets of the first hour carry the altered staged count; want the 4 devices'", n)
+	}
+	reload(false)
+	if n := f.count(`SELECT count(*) FROM dwh.fact_hourly_agg WHERE anomaly_count >= 1000`); n != 0 {
+		t.Errorf("%d buckets still carry the altered count after a load that aggregates the facts", n)
 	}
 
 	// A rerun over loaded facts stages the shard.
@@ -750,7 +783,7 @@ func TestExportFromTransformMatchesFacts(t *testing.T) {
 	f.b.FlushRows = 1000 // a commit after every device
 	ctx := context.Background()
 	f.stageAll(f.env())
-	v, err := f.env().ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour, Direct: true, FeatureHours: true})
+	v, err := f.env().ExecuteActivity(f.b.Transform, TransformInput{Run: f.run, Shard: 0, Window: batchWindow, Lookback: time.Hour, Direct: true, StageHours: true})
 	if err != nil {
 		t.Fatal(err)
 	}

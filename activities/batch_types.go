@@ -96,10 +96,11 @@ type TransformInput struct {
 	// (TransformTotal.Direct). The workflow sets it when no data-quality
 	// gate has to read the output before anything is loaded.
 	Direct bool `json:"direct,omitempty"`
-	// FeatureHours: the transform also stages the device-hours of its
-	// output (staging.feature_hours), for the export to build the
-	// features from when every load was a first load.
-	FeatureHours bool `json:"feature_hours,omitempty"`
+	// StageHours: the transform also stages the device-hours of its
+	// output: the features' (staging.feature_hours), which the export
+	// builds from when every load was a first load, and the hourly
+	// buckets (staging.hourly), which a first load copies.
+	StageHours bool `json:"stage_hours,omitempty"`
 }
 
 // TransformProgress is the heartbeat of a shard: every device up to and
@@ -160,6 +161,9 @@ type LoadFactsInput struct {
 	Direct bool `json:"direct,omitempty"`
 	// Detection is TransformTotal.Detection, or nil.
 	Detection *Detection `json:"detection,omitempty"`
+	// StagedHours: the shard's transform staged its hourly buckets
+	// (TransformInput.StageHours).
+	StagedHours bool `json:"staged_hours,omitempty"`
 }
 
 // LoadFactsResult counts the upserted rows; Changed excludes rows that were

@@ -123,7 +123,7 @@ func (r *batchRun) transform(ctx workflow.Context) error {
 	for i, shard := range shards {
 		futures[i] = workflow.ExecuteActivity(longActivity(ctx, r.in.HeartbeatTimeout), a.Transform, activities.TransformInput{
 			Run: r.ref, Shard: shard, Window: r.window, Lookback: r.in.Lookback,
-			Direct: r.directFacts && !r.in.Gate.On(), FeatureHours: r.directFacts,
+			Direct: r.directFacts && !r.in.Gate.On(), StageHours: r.directFacts,
 		})
 	}
 	var errs []error
@@ -160,7 +160,7 @@ func (r *batchRun) load(ctx workflow.Context) error {
 		t := r.transformed[shard]
 		futures[shard] = workflow.ExecuteActivity(lctx, a.LoadFacts, activities.LoadFactsInput{
 			Run: r.ref, Shard: shard, Window: r.window, ExpectedRows: t.Rows, Transformed: t.Sums,
-			Direct: t.Direct, Detection: t.Detection,
+			Direct: t.Direct, Detection: t.Detection, StagedHours: r.directFacts,
 		})
 	}
 	var errs []error

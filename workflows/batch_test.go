@@ -930,7 +930,7 @@ func TestExportFromTransform(t *testing.T) {
 					func(_ context.Context, in activities.TransformInput) (activities.TransformTotal, error) {
 						mu.Lock()
 						defer mu.Unlock()
-						staged = append(staged, in.FeatureHours)
+						staged = append(staged, in.StageHours)
 						return activities.TransformTotal{Devices: 1, Rows: 10}, nil
 					})
 				env.OnActivity(a.LoadFacts, mock.Anything, mock.Anything).Return(
@@ -949,7 +949,7 @@ func TestExportFromTransform(t *testing.T) {
 			env.ExecuteWorkflow(BatchETLWorkflow, BatchInput{WindowStart: nov20, WindowEnd: nov21, Shards: 3})
 			result(t, env)
 			if len(staged) != 3 || !staged[0] || !staged[1] || !staged[2] {
-				t.Errorf("TransformInput.FeatureHours: %v; want true for each of 3 shards", staged)
+				t.Errorf("TransformInput.StageHours: %v; want true for each of 3 shards", staged)
 			}
 			want := []bool{tc.want}
 			if tc.lostAfter {

@@ -16,7 +16,7 @@ import (
 var derivedTables = []string{
 	"dwh.fact_sensor_readings_enriched", "dwh.ml_features", "dwh.anomaly_predictions", "dwh.dim_devices", "dwh.dim_locations",
 	"dwh.etl_rejects", "dwh.etl_runs", "dwh.etl_watermarks",
-	"staging.readings", "staging.enriched", "staging.feature_hours", "staging.devices", "staging.device_types", "staging.locations",
+	"staging.readings", "staging.enriched", "staging.feature_hours", "staging.hourly", "staging.devices", "staging.device_types", "staging.locations",
 	"public.sensor_readings_stream_agg", "public.stream_anomalies", "public.stream_dead_letters",
 }
 

@@ -132,6 +132,9 @@ type ShardLoad struct {
 	// Direct: the transform wrote the rows into the fact table itself,
 	// on a first load (CopyTransformed with direct); nothing is staged.
 	Direct bool
+	// StagedHours: the transform staged the rows' hourly buckets
+	// (CopyHourly); a first load of a window of whole hours copies them.
+	StagedHours bool
 	// ContinuousAgg: TimescaleDB keeps the hourly buckets.
 	ContinuousAgg bool
 }
@@ -201,14 +204,24 @@ func (r Run) LoadFacts(ctx context.Context, in ShardLoad) (FactLoad, error) {
 			r.ID, shard, bFrom, bTo); err != nil {
 			return fmt.Errorf("refresh hourly buckets: %w", err)
 		}
-		tag, err := tx.Exec(ctx, `
-			INSERT INTO dwh.fact_hourly_agg (bucket, device_id, reading_count, value_count, mean, min, max, std, anomaly_count, mean_quality)
+		// The buckets of a first load are the transform's rows', which it
+		// staged as these aggregates compute them (HourlyBuckets) when the
+		// window is whole hours: no fact of another run is in them.
+		aggregate := `
 			SELECT date_trunc('hour', f.time), f.device_id, count(*), count(f.value), avg(f.value), min(f.value), max(f.value),
 			       stddev_samp(f.value), count(*) FILTER (WHERE f.is_anomaly), avg(f.quality_score)
 			FROM dwh.fact_sensor_readings_enriched f
 			JOIN staging.devices d ON d.device_id = f.device_id AND d.run_key = $1 AND d.shard = $2
 			WHERE f.time >= $3 AND f.time < $4
-			GROUP BY 1, 2`, r.ID, shard, bFrom, bTo)
+			GROUP BY 1, 2`
+		if firstLoad && in.StagedHours && h.Start.Equal(w.Start) && h.End.Equal(w.End) {
+			aggregate = `
+			SELECT bucket, device_id, reading_count, value_count, mean, min, max, std, anomaly_count, mean_quality
+			FROM staging.hourly WHERE run_key = $1 AND shard = $2 AND bucket >= $3 AND bucket < $4`
+		}
+		tag, err := tx.Exec(ctx, `
+			INSERT INTO dwh.fact_hourly_agg (bucket, device_id, reading_count, value_count, mean, min, max, std, anomaly_count, mean_quality)`+
+			aggregate, r.ID, shard, bFrom, bTo)
 		if err != nil {
 			return fmt.Errorf("refresh hourly buckets: %w", err)
 		}

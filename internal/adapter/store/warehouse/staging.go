@@ -21,7 +21,7 @@ var ErrStagingLost = errors.New("staging lost")
 
 // stagingTables are the staging tables of a run's data, each partitioned
 // by run_key.
-var stagingTables = []string{"device_types", "devices", "locations", "readings", "enriched", "feature_hours"}
+var stagingTables = []string{"device_types", "devices", "locations", "readings", "enriched", "feature_hours", "hourly"}
 
 // markerTable is the staging table of the runs' markers, partitioned like
 // the others: one UNLOGGED partition per run, holding one row.

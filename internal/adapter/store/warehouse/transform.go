@@ -114,15 +114,20 @@ func (r Run) ClearEnriched(ctx context.Context, shard int, after string) error {
 		if _, err := tx.Exec(ctx, `DELETE FROM staging.enriched WHERE run_key = $1 AND shard = $2 AND device_id > $3`, r.ID, shard, after); err != nil {
 			return err
 		}
-		return r.clearFeatureHours(ctx, tx, shard, after)
+		return r.clearStagedHours(ctx, tx, shard, after)
 	})
 }
 
-// clearFeatureHours deletes the staged device-hours of a shard for devices
-// sorting after after, with the output they were accumulated from.
-func (r Run) clearFeatureHours(ctx context.Context, tx pgx.Tx, shard int, after string) error {
-	_, err := tx.Exec(ctx, `DELETE FROM staging.feature_hours WHERE run_key = $1 AND shard = $2 AND device_id > $3`, r.ID, shard, after)
-	return err
+// clearStagedHours deletes the staged device-hours of a shard for devices
+// sorting after after (CopyFeatureHours, CopyHourly), with the output they
+// were accumulated from.
+func (r Run) clearStagedHours(ctx context.Context, tx pgx.Tx, shard int, after string) error {
+	for _, table := range []string{"staging.feature_hours", "staging.hourly"} {
+		if _, err := tx.Exec(ctx, `DELETE FROM `+table+` WHERE run_key = $1 AND shard = $2 AND device_id > $3`, r.ID, shard, after); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // ClearFacts is ClearEnriched for a transform that writes the facts
@@ -140,7 +145,7 @@ func (r Run) ClearFacts(ctx context.Context, shard int, after string, w batch.Wi
 			  AND f.time >= $4 AND f.time < $5 AND f.run_id = $1`, r.ID, shard, after, w.Start, w.End); err != nil {
 			return err
 		}
-		return r.clearFeatureHours(ctx, tx, shard, after)
+		return r.clearStagedHours(ctx, tx, shard, after)
 	})
 }
 
