@@ -93,10 +93,10 @@ func (h *HourlyBuckets) Buckets() []HourlyBucket { return h.rows }
 
 // Values are the bucket's count(value), avg(value), min, max,
 // stddev_samp(value) and avg(quality_score); nil for SQL's NULL.
-func (b *HourlyBucket) Values() (values int64, mean, min, max, std, meanQuality *float64) {
+func (b *HourlyBucket) Values() (values int64, mean, lowest, highest, std, meanQuality *float64) {
 	values = int64(b.value.n)
 	if b.value.n > 0 {
-		mean, min, max = ptr(b.value.sx/b.value.n), ptr(b.min), ptr(b.max)
+		mean, lowest, highest = ptr(b.value.sx/b.value.n), ptr(b.min), ptr(b.max)
 	}
 	if b.value.n > 1 {
 		std = ptr(math.Sqrt(b.value.sxx / (b.value.n - 1)))
@@ -104,7 +104,7 @@ func (b *HourlyBucket) Values() (values int64, mean, min, max, std, meanQuality 
 	if b.quality.n > 0 {
 		meanQuality = ptr(b.quality.sx / b.quality.n)
 	}
-	return values, mean, min, max, std, meanQuality
+	return values, mean, lowest, highest, std, meanQuality
 }
 
 func ptr(v float64) *float64 { return &v }
