@@ -36,7 +36,7 @@ func TestSeedResetsWhatWasBuiltFromTheOldReadings(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("seed: exit %d\n%s\n%s", code, out, errOut)
 	}
-	if !strings.Contains(out, "reset      17 tables built from the previous readings") {
+	if !strings.Contains(out, "reset      19 tables built from the previous readings") {
 		t.Errorf("seed output does not report the reset:\n%s", out)
 	}
 	if n := count(`SELECT count(*) FROM dwh.etl_runs`); n != 0 {
