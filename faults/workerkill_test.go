@@ -231,8 +231,11 @@ func offsetTotal(offsets map[int32]int64) int64 {
 // (3), Transform (4) and Load (3): each waits until the worker runs a
 // heartbeating activity of its phase or a later one (a short phase may be
 // over before all its kills), then a seeded random 0–500 ms more; at least
-// one must hit each of the three. The run completes with exactly the
-// warehouse of an uninterrupted run of the same window.
+// one must hit each of the three. Load is held open until its kills are
+// done by a lock on dwh.fact_hourly_agg, which LoadFacts rewrites (its
+// LoadFacts wait there, heartbeating): it is too short now to be caught
+// otherwise. The run completes with exactly the warehouse of an
+// uninterrupted run of the same window.
 func TestBatchWorkerKills(t *testing.T) {
 	b := e2e.NewBatchWith(t, e2e.BatchOptions{Devices: batchKillDevices})
 	began := time.Now()
@@ -246,6 +249,7 @@ func TestBatchWorkerKills(t *testing.T) {
 	b.ClearWarehouse()
 
 	rng := rand.New(rand.NewPCG(5, 10))
+	holdLoad := holdTable(t, b, phaseGates[workflows.PhaseLoad])
 	began = time.Now()
 	run := b.Start(workflows.BatchInput{})
 	kills := 0
@@ -271,6 +275,7 @@ func TestBatchWorkerKills(t *testing.T) {
 		b.StartWorker()
 		t.Logf("kill %d: worker killed -9 at %s in phase %s (running %s); replacement started", i+1, time.Since(began).Round(100*time.Millisecond), m.phase, m.activities)
 	}
+	holdLoad()
 	t.Logf("kills by phase: %v", killedIn)
 	for _, phase := range []string{workflows.PhaseExtract, workflows.PhaseTransform, workflows.PhaseLoad} {
 		if killedIn[phase] == 0 {
