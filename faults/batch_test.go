@@ -75,7 +75,7 @@ func TestBatchPostgresCrash(t *testing.T) {
 			// Load is too short now to be caught by polling: a lock on
 			// the table LoadFacts rewrites (phaseGates) holds it open
 			// until the crash, which ends the lock with its session.
-			holdTable(t, b, phaseGates[workflows.PhaseLoad])
+			b.HoldTable(t, phaseGates[workflows.PhaseLoad])
 		}
 		// Recovered: the run re-created its staging and, having run again
 		// what the crash lost, enters the next phase (or completes, after
@@ -172,7 +172,7 @@ func TestBatchNetworkFaults(t *testing.T) {
 			}
 		}
 		if i+1 < len(cuts) {
-			release = holdTable(t, b, phaseGates[cuts[i+1].phase])
+			release = b.HoldTable(t, phaseGates[cuts[i+1].phase])
 		}
 		for _, l := range cut.links {
 			l.Restore()

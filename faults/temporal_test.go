@@ -5,7 +5,6 @@ package faults_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -226,7 +225,7 @@ func TestBatchTemporalCrash(t *testing.T) {
 	b.ClearWarehouse()
 
 	phases := []string{workflows.PhaseExtract, workflows.PhaseTransform, workflows.PhaseLoad}
-	release := holdTable(t, b, phaseGates[phases[0]])
+	release := b.HoldTable(t, phaseGates[phases[0]])
 	run := b.Start(workflows.BatchInput{})
 	var worst time.Duration
 	var up time.Time
@@ -243,7 +242,7 @@ func TestBatchTemporalCrash(t *testing.T) {
 		}
 		next := func() {}
 		if i+1 < len(phases) {
-			next = holdTable(t, b, phaseGates[phases[i+1]])
+			next = b.HoldTable(t, phaseGates[phases[i+1]])
 		}
 		srv.Kill()
 		t.Logf("crash %d: Temporal killed -9 in phase %s at %d/%d", i+1, p.Phase, p.ChunksDone, p.ChunksTotal)
@@ -301,33 +300,6 @@ var phaseGates = map[string]string{
 // unlockedChunks is how many of a phase's chunks (progress.ChunksDone) do
 // not need its gate table and complete while the phase is held.
 var unlockedChunks = map[string]int{workflows.PhaseExtract: 2, workflows.PhaseTransform: 0, workflows.PhaseLoad: 1}
-
-// holdTable locks table in ACCESS EXCLUSIVE mode, which blocks every read
-// and write of it, until the returned function (or the test's end)
-// releases it.
-func holdTable(t *testing.T, b *e2e.Batch, table string) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := b.Stack.Timescale.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		_ = tx.Rollback(ctx)
-		t.Fatalf("lock %s: %v", table, err)
-	}
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			// A PostgreSQL crash has released it already, with its session.
-			if err := tx.Rollback(ctx); err != nil && !tx.Conn().IsClosed() {
-				t.Errorf("release %s: %v", table, err)
-			}
-		})
-	}
-	t.Cleanup(release)
-	return release
-}
 
 // batchPhaseOrder is the place of phase in a run without failures; the
 // others come last.

@@ -249,7 +249,7 @@ func TestBatchWorkerKills(t *testing.T) {
 	b.ClearWarehouse()
 
 	rng := rand.New(rand.NewPCG(5, 10))
-	holdLoad := holdTable(t, b, phaseGates[workflows.PhaseLoad])
+	holdLoad := b.HoldTable(t, phaseGates[workflows.PhaseLoad])
 	began = time.Now()
 	run := b.Start(workflows.BatchInput{})
 	kills := 0

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -67,26 +66,6 @@ func emptyStagingRows(t *testing.T, b *e2e.Batch, runID string) {
 	if err != nil {
 		t.Fatalf("empty the staging of run %s: %v", runID, err)
 	}
-}
-
-// holdTable locks table in ACCESS EXCLUSIVE mode until the returned
-// function (or the test's end) releases it: whatever reaches the table
-// waits there.
-func holdTable(t *testing.T, b *e2e.Batch, table string) (release func()) {
-	t.Helper()
-	ctx := context.Background()
-	tx, err := b.Stack.Timescale.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
-		_ = tx.Rollback(ctx)
-		t.Fatalf("lock %s: %v", table, err)
-	}
-	var once sync.Once
-	release = func() { once.Do(func() { _ = tx.Rollback(ctx) }) }
-	t.Cleanup(release)
-	return release
 }
 
 // phaseOf is the run's current phase.
@@ -161,7 +140,7 @@ func TestBatchRecoversLostStaging(t *testing.T) {
 			// held at its start by a lock on the first table it writes,
 			// LoadDimensions' dim_locations, after that activity checked
 			// the marker.
-			release := holdTable(t, b, "dwh.dim_locations")
+			release := b.HoldTable(t, "dwh.dim_locations")
 			run := b.Start(in)
 			p := b.ProgressUntil(run, func(p workflows.Progress) bool { return p.Phase == moment })
 			emptyStagingRows(t, b, run.GetRunID())

@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -136,6 +137,34 @@ func (b *Batch) Wait(run client.WorkflowRun) workflows.BatchResult {
 func (b *Batch) Count(query string, args ...any) int64 {
 	b.T.Helper()
 	return count(b.T, b.Stack, query, args...)
+}
+
+// HoldTable locks table in ACCESS EXCLUSIVE mode, which blocks every
+// read and write of it, until the returned function (or the end of t)
+// releases it: whatever of a run reaches the table waits there, which
+// holds a phase open however fast the machine is. A lock whose session a
+// PostgreSQL crash ended releases quietly.
+func (b *Batch) HoldTable(t testing.TB, table string) (release func()) {
+	t.Helper()
+	ctx := context.Background()
+	tx, err := b.Stack.Timescale.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "LOCK TABLE "+table+" IN ACCESS EXCLUSIVE MODE"); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatalf("lock %s: %v", table, err)
+	}
+	var once sync.Once
+	release = func() {
+		once.Do(func() {
+			if err := tx.Rollback(ctx); err != nil && !tx.Conn().IsClosed() {
+				t.Errorf("release %s: %v", table, err)
+			}
+		})
+	}
+	t.Cleanup(release)
+	return release
 }
 
 // ProgressUntil polls the progress query until cond holds (2 minutes at
