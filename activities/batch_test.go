@@ -88,9 +88,8 @@ func TestExtractReadingsResumesFromHeartbeat(t *testing.T) {
 	chunk := batch.Chunk{ID: 0, From: batchDay, To: batchDay.Add(6 * time.Hour)}
 	resumeAt := batchDay.Add(3 * time.Hour)
 	// The attempt that died staged hour 3 but did not heartbeat it.
-	if _, err := f.stack.Timescale.Exec(context.Background(), `INSERT INTO staging.readings (run_key, device_id, time, value, battery, rssi)
-		SELECT $1, device_id, time, value, battery, rssi FROM public.sensor_readings WHERE time >= $2 AND time < $3`,
-		f.run.RunID, resumeAt, resumeAt.Add(time.Hour)); err != nil {
+	run := warehouse.Run{TS: f.stack.Timescale, ID: f.run.RunID}
+	if _, err := run.StageReadings(context.Background(), batch.Window{Start: resumeAt, End: resumeAt.Add(time.Hour)}, nil); err != nil {
 		t.Fatal(err)
 	}
 	env := f.env()
@@ -104,11 +103,14 @@ func TestExtractReadingsResumesFromHeartbeat(t *testing.T) {
 		t.Fatal(err)
 	}
 	rest := f.count(`SELECT count(*) FROM public.sensor_readings WHERE time >= $1 AND time < $2`, resumeAt, chunk.To)
-	if staged := f.count(`SELECT count(*) FROM staging.readings WHERE run_key = $1`, f.run.RunID); staged != rest {
-		t.Errorf("staged %d rows, want %d (only [3h, 6h), each once)", staged, rest)
+	if staged := f.count(`SELECT count(*) FROM staging.readings r, unnest(r.times) t WHERE run_key = $1`, f.run.RunID); staged != rest {
+		t.Errorf("staged %d readings, want %d (only [3h, 6h), each once)", staged, rest)
 	}
-	if err := (warehouse.Run{TS: f.stack.Timescale, ID: f.run.RunID}).IndexStagedReadings(context.Background()); err != nil {
-		t.Errorf("unique index over the staged readings: %v", err)
+	if twice := f.count(`SELECT count(*) - count(DISTINCT (r.device_id, t)) FROM staging.readings r, unnest(r.times) t WHERE run_key = $1`, f.run.RunID); twice != 0 {
+		t.Errorf("%d readings staged twice", twice)
+	}
+	if before := f.count(`SELECT count(*) FROM staging.readings WHERE run_key = $1 AND range_start < $2`, f.run.RunID, resumeAt); before != 0 {
+		t.Errorf("%d blocks before the heartbeat's hour", before)
 	}
 	if res.Rows != 1000+rest {
 		t.Errorf("result %d rows, want %d (heartbeat 1000 + %d staged now)", res.Rows, 1000+rest, rest)

@@ -78,10 +78,9 @@ func (r Run) CreateStaging(ctx context.Context) error {
 // ResetStaging makes the run's staging empty and valid again for
 // r.Generation, in one transaction: it creates the partitions that are
 // missing, empties the others (TRUNCATE locks the partition only, where a
-// DROP would lock the parent against every other run), drops the readings
-// index that RecordRejects builds (the extract loads faster without it)
-// and writes the marker of the new generation. Activities of an older
-// generation find no marker of theirs from then on.
+// DROP would lock the parent against every other run) and writes the
+// marker of the new generation. Activities of an older generation find no
+// marker of theirs from then on.
 func (r Run) ResetStaging(ctx context.Context) error {
 	if r.Generation <= 0 {
 		return fmt.Errorf("reset staging of run %s: no staging generation", r.ID)
@@ -107,10 +106,6 @@ func (r Run) ResetStaging(ctx context.Context) error {
 			if _, err := tx.Exec(ctx, "TRUNCATE "+strings.Join(existing, ", ")); err != nil {
 				return fmt.Errorf("reset staging: %w", err)
 			}
-		}
-		index := pgx.Identifier{"staging", stagingName("readings", r.ID) + "_key"}.Sanitize()
-		if _, err := tx.Exec(ctx, "DROP INDEX IF EXISTS "+index); err != nil {
-			return fmt.Errorf("reset staging: %w", err)
 		}
 		return r.writeMarker(ctx, tx)
 	})

@@ -59,34 +59,38 @@ func (r Run) ShardDevices(ctx context.Context, shard int, after string) ([]Shard
 // EachStagedReading streams the staged readings of one device in w
 // in time order.
 func (r Run) EachStagedReading(ctx context.Context, deviceID string, w batch.Window, fn func(reading.Reading) error) error {
+	// A block never crosses a clock hour (StageReadings), so the blocks
+	// holding readings of w start in w or in the hour it starts in.
 	rows, err := r.TS.Query(ctx, `
-		SELECT time, value, battery, rssi FROM staging.readings
-		WHERE run_key = $1 AND device_id = $2 AND time >= $3 AND time < $4
-		ORDER BY time`, r.ID, deviceID, w.Start, w.End)
+		SELECT times, vals, batteries, rssis FROM staging.readings
+		WHERE run_key = $1 AND device_id = $2 AND range_start >= $3 AND range_start < $4
+		ORDER BY range_start`, r.ID, deviceID, batch.HourFloor(w.Start), w.End)
 	if err != nil {
 		return fmt.Errorf("readings of %s: %w", deviceID, err)
 	}
 	defer rows.Close()
+	for _, f := range rows.FieldDescriptions() {
+		if f.Format != pgx.BinaryFormatCode {
+			return fmt.Errorf("readings of %s: column %s in text format", deviceID, f.Name)
+		}
+	}
 	rd := reading.Reading{DeviceID: deviceID}
-	var value, battery *float64
-	var rssi *int32
+	blk := blockPool.Get().(*readingBlock)
+	defer blockPool.Put(blk)
 	for rows.Next() {
-		if err := rows.Scan(&rd.Time, &value, &battery, &rssi); err != nil {
+		if err := blk.decode(rows.RawValues()); err != nil {
 			return fmt.Errorf("readings of %s: %w", deviceID, err)
 		}
-		rd.Value, rd.ValueValid = 0, value != nil
-		if value != nil {
-			rd.Value = *value
-		}
-		rd.Battery, rd.RSSI = 0, 0
-		if battery != nil {
-			rd.Battery = *battery
-		}
-		if rssi != nil {
-			rd.RSSI = *rssi
-		}
-		if err := fn(rd); err != nil {
-			return err
+		for _, i := range blk.order {
+			rd.Time = blk.time(i)
+			if rd.Time.Before(w.Start) || !rd.Time.Before(w.End) {
+				continue
+			}
+			rd.Value, rd.ValueValid = blk.value[i], blk.valueOK[i]
+			rd.Battery, rd.RSSI = blk.battery[i], blk.rssi[i]
+			if err := fn(rd); err != nil {
+				return err
+			}
 		}
 	}
 	return rows.Err()
