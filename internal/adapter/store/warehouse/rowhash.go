@@ -131,6 +131,37 @@ type deviceText struct {
 	floor                                                        int
 	idText, shared                                               []byte
 	set                                                          bool
+	// The text of recent values: a trailing minimum or maximum is one
+	// of the last readings' values, and batteries and quality scores
+	// repeat.
+	recent floatTexts
+}
+
+// floatTexts keeps the text of the floats appended last, a direct-mapped
+// cache by their bits.
+type floatTexts struct {
+	bits [128]uint64
+	len  [128]uint8 // 0: empty
+	text [128][maxFloat8Text]byte
+}
+
+// maxFloat8Text is the longest text appendFloat8 writes
+// ("-2.2250738585072014e-308").
+const maxFloat8Text = 24
+
+// append appends v as appendFloat8 does.
+func (c *floatTexts) append(b []byte, v float64) []byte {
+	k := math.Float64bits(v)
+	i := (k ^ k>>31) * 0x9e3779b97f4a7c15 >> 57
+	if n := c.len[i]; n > 0 && c.bits[i] == k {
+		return append(b, c.text[i][:n]...)
+	}
+	start := len(b)
+	b = appendFloat8(b, v)
+	if t := b[start:]; len(t) <= maxFloat8Text {
+		c.bits[i], c.len[i] = k, uint8(copy(c.text[i][:], t))
+	}
+	return b
 }
 
 // appendRow appends the text of e's row (see appendFactRow), taking the
@@ -159,10 +190,10 @@ func (d *deviceText) appendRow(b []byte, e *transform.Enriched) []byte {
 	b = appendTimestamptz(b, e.Time)
 	b = append(b, '"', ',')
 	if e.ValueValid {
-		b = appendFloat8(b, e.Value)
+		b = d.recent.append(b, e.Value)
 	}
 	b = append(b, ',')
-	b = appendFloat8(b, e.Battery)
+	b = d.recent.append(b, e.Battery)
 	b = append(b, ',')
 	b = strconv.AppendInt(b, int64(e.RSSI), 10)
 	b = append(b, d.shared...)
@@ -178,11 +209,11 @@ func (d *deviceText) appendRow(b []byte, e *transform.Enriched) []byte {
 	}
 	b = append(b, ',')
 	if st.Count > 0 {
-		b = appendFloat8(b, st.Min)
+		b = d.recent.append(b, st.Min)
 	}
 	b = append(b, ',')
 	if st.Count > 0 {
-		b = appendFloat8(b, st.Max)
+		b = d.recent.append(b, st.Max)
 	}
 	b = append(b, ',')
 	if st.Count > 0 && st.HasZ {
@@ -195,7 +226,7 @@ func (d *deviceText) appendRow(b []byte, e *transform.Enriched) []byte {
 	}
 	b = appendTextArray(b, e.Reasons)
 	b = append(b, ',')
-	b = appendFloat8(b, e.Quality)
+	b = d.recent.append(b, e.Quality)
 	b = append(b, ',')
 	b = appendTextArray(b, e.QualityFlags)
 	return append(b, ')')

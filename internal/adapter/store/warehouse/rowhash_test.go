@@ -44,6 +44,13 @@ func TestFactSummerMatchesPostgreSQL(t *testing.T) {
 			case 1:
 				e.Floor++
 			}
+			if rng.IntN(2) == 0 {
+				// Values of the previous row again, in the same column or
+				// another, as a trailing minimum or maximum repeats a
+				// value (FactSummer keeps the text of recent floats).
+				e.Battery, e.Rolling.Max = p.Battery, p.Rolling.Max
+				e.Rolling.Min, e.Quality = p.Value, p.Quality
+			}
 		}
 	}
 
@@ -203,13 +210,28 @@ func BenchmarkFactSummer(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	rows := make([]transform.Enriched, 1024)
 	t0 := time.Date(2026, 1, 5, 0, 0, 0, 0, time.UTC)
+	// A device's readings with the trailing hour's statistics, as the
+	// transform computes them (min and max are among the last values).
+	var trail []float64
 	for i := range rows {
 		v := 21 + rng.NormFloat64()
+		st := transform.Stats{Count: len(trail), Min: math.Inf(1), Max: math.Inf(-1)}
+		var sum, sq float64
+		for _, x := range trail {
+			sum, sq = sum+x, sq+x*x
+			st.Min, st.Max = min(st.Min, x), max(st.Max, x)
+		}
+		if n := float64(len(trail)); n > 1 {
+			st.Mean, st.Std, st.HasStd = sum/n, math.Sqrt((sq-sum*sum/n)/(n-1)), true
+			st.Z, st.HasZ = (v-st.Mean)/st.Std, true
+		}
 		rows[i] = transform.Enriched{
-			Reading:  reading.Reading{DeviceID: "TEMP-0042", Time: t0.Add(time.Duration(i) * time.Minute), Value: v, ValueValid: true, Battery: 87.5, RSSI: -61},
+			Reading:  reading.Reading{DeviceID: "TEMP-0042", Time: t0.Add(time.Duration(i) * time.Minute), Value: v, ValueValid: true, Battery: 87.5 - float64(i/200)*0.5, RSSI: -61},
 			TypeCode: "TEMP", Metric: "temperature", Unit: "C", LocationID: "LOC-007", Site: "Plant A", Building: "B2", Floor: 3, Zone: "north",
-			Rolling: transform.Stats{Count: 60, Mean: 21.03, Std: 0.98, HasStd: true, Min: 18.7, Max: 23.4, Z: (v - 21.03) / 0.98, HasZ: true},
-			Reasons: []string{}, Quality: 1, QualityFlags: []string{},
+			Rolling: st, Reasons: []string{}, Quality: 1, QualityFlags: []string{},
+		}
+		if trail = append(trail, v); len(trail) > 60 {
+			trail = trail[1:]
 		}
 	}
 	var s FactSummer
