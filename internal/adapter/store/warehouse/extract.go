@@ -299,11 +299,18 @@ func (r Run) RecordRejects(ctx context.Context, w batch.Window) (map[string]int6
 	return out, err
 }
 
+// analyzedColumns limits the statistics of a staging table to the columns
+// queries filter and join on: the staged readings' arrays are only ever
+// read whole, and sampling them costs more than their statistics are worth
+// (on the blocks of 10 M readings: 0.13–0.27 s, against 0.73–0.98 s for
+// every column).
+var analyzedColumns = map[string]string{"readings": " (run_key, device_id, range_start, range_end)"}
+
 // AnalyzeStaging refreshes the planner statistics of a run's staging
 // partitions after a bulk load.
 func (r Run) AnalyzeStaging(ctx context.Context, tables ...string) error {
 	for _, t := range tables {
-		if _, err := r.TS.Exec(ctx, "ANALYZE "+stagingPartition(t, r.ID)); err != nil {
+		if _, err := r.TS.Exec(ctx, "ANALYZE "+stagingPartition(t, r.ID)+analyzedColumns[t]); err != nil {
 			return fmt.Errorf("analyze staging %s: %w", t, err)
 		}
 	}
