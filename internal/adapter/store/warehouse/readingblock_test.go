@@ -2,7 +2,10 @@ package warehouse
 
 import (
 	"context"
+	"encoding/binary"
+	"math"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -172,4 +175,108 @@ func sourceReadings(t *testing.T, s *testenv.Stack, device string, w batch.Windo
 		t.Fatal(err)
 	}
 	return out
+}
+
+// binaryArray writes a one-dimensional array in PostgreSQL's binary format:
+// elems of width bytes each, nil for NULL.
+func binaryArray(oid uint32, elems [][]byte) []byte {
+	b := binary.BigEndian.AppendUint32(nil, 1)
+	hasNull := uint32(0)
+	for _, e := range elems {
+		if e == nil {
+			hasNull = 1
+		}
+	}
+	b = binary.BigEndian.AppendUint32(b, hasNull)
+	b = binary.BigEndian.AppendUint32(b, oid)
+	b = binary.BigEndian.AppendUint32(b, uint32(len(elems)))
+	b = binary.BigEndian.AppendUint32(b, 1)
+	for _, e := range elems {
+		if e == nil {
+			b = binary.BigEndian.AppendUint32(b, math.MaxUint32) // -1
+			continue
+		}
+		b = binary.BigEndian.AppendUint32(b, uint32(len(e)))
+		b = append(b, e...)
+	}
+	return b
+}
+
+// FuzzReadingBlock: whatever the bytes of a block's four columns, decoding
+// returns an error or a block whose arrays have one length and whose order
+// visits every reading once, in strictly increasing time.
+func FuzzReadingBlock(f *testing.F) {
+	u64 := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	f.Add(
+		binaryArray(oidTimestamptz, [][]byte{u64(120e6), u64(60e6), u64(0)}),
+		binaryArray(oidFloat8, [][]byte{u64(math.Float64bits(1.5)), nil, u64(math.Float64bits(-2))}),
+		binaryArray(oidFloat8, [][]byte{nil, nil, u64(math.Float64bits(80))}),
+		binaryArray(oidInt4, [][]byte{u32(uint32(0xffffffc4)), nil, u32(7)}),
+	)
+	f.Add(binaryArray(oidTimestamptz, nil), binaryArray(oidFloat8, nil), binaryArray(oidFloat8, nil), binaryArray(oidInt4, nil))
+	f.Add(binaryArray(oidTimestamptz, [][]byte{u64(5), u64(5)}), binaryArray(oidFloat8, [][]byte{nil, nil}), binaryArray(oidFloat8, [][]byte{nil, nil}), binaryArray(oidInt4, [][]byte{nil, nil}))
+	f.Add([]byte{0, 0, 0, 1}, []byte{}, []byte{0xff}, binaryArray(oidFloat8, nil))
+	f.Fuzz(func(t *testing.T, times, vals, batteries, rssis []byte) {
+		var b readingBlock
+		if err := b.decode([][]byte{times, vals, batteries, rssis}); err != nil {
+			return
+		}
+		n := len(b.micros)
+		if len(b.value) != n || len(b.valueOK) != n || len(b.battery) != n || len(b.batteryOK) != n || len(b.rssi) != n || len(b.rssiOK) != n || len(b.order) != n {
+			t.Fatalf("lengths differ: %d times, order %d", n, len(b.order))
+		}
+		seen := make([]bool, n)
+		for k, i := range b.order {
+			if i < 0 || i >= n || seen[i] {
+				t.Fatalf("order %v is not a permutation", b.order)
+			}
+			seen[i] = true
+			if k > 0 && b.micros[i] <= b.micros[b.order[k-1]] {
+				t.Fatalf("order %v is not strictly increasing in time", b.order)
+			}
+		}
+	})
+}
+
+// TestReadingBlockDecodes: a block out of time order decodes with its
+// NULLs and negative integers, and orders its readings by time; a time
+// twice, an element of the wrong width or type, and trailing bytes are
+// errors.
+func TestReadingBlockDecodes(t *testing.T) {
+	u64 := func(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
+	u32 := func(v uint32) []byte { return binary.BigEndian.AppendUint32(nil, v) }
+	times := binaryArray(oidTimestamptz, [][]byte{u64(120e6), u64(60e6), u64(0)})
+	vals := binaryArray(oidFloat8, [][]byte{u64(math.Float64bits(1.5)), nil, u64(math.Float64bits(-2))})
+	batteries := binaryArray(oidFloat8, [][]byte{nil, nil, u64(math.Float64bits(80))})
+	rssis := binaryArray(oidInt4, [][]byte{u32(uint32(0xffffffc4)), nil, u32(7)})
+	var b readingBlock
+	if err := b.decode([][]byte{times, vals, batteries, rssis}); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(b.order, []int{2, 1, 0}) {
+		t.Errorf("order %v, want [2 1 0]", b.order)
+	}
+	if got := b.time(2).UTC(); !got.Equal(time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)) {
+		t.Errorf("time of reading 2: %s", got)
+	}
+	if got := b.time(0).UTC(); !got.Equal(time.Date(2000, 1, 1, 0, 2, 0, 0, time.UTC)) {
+		t.Errorf("time of reading 0: %s", got)
+	}
+	if !slices.Equal(b.value, []float64{1.5, 0, -2}) || !slices.Equal(b.valueOK, []bool{true, false, true}) ||
+		!slices.Equal(b.battery, []float64{0, 0, 80}) || !slices.Equal(b.batteryOK, []bool{false, false, true}) ||
+		!slices.Equal(b.rssi, []int32{-60, 0, 7}) || !slices.Equal(b.rssiOK, []bool{true, false, true}) {
+		t.Errorf("decoded %+v", b)
+	}
+	for name, raw := range map[string][][]byte{
+		"two readings at": {binaryArray(oidTimestamptz, [][]byte{u64(5), u64(5)}), binaryArray(oidFloat8, [][]byte{nil, nil}), binaryArray(oidFloat8, [][]byte{nil, nil}), binaryArray(oidInt4, [][]byte{nil, nil})},
+		"want 8":          {times, binaryArray(oidFloat8, [][]byte{u32(1), nil, nil}), batteries, rssis},
+		"of type 701":     {times, vals, batteries, binaryArray(oidFloat8, [][]byte{u64(1), nil, nil})},
+		"after the last":  {times, vals, append(slices.Clone(batteries), 0), rssis},
+		"arrays of 3, 2":  {times, binaryArray(oidFloat8, [][]byte{nil, nil}), batteries, rssis},
+	} {
+		if err := b.decode(raw); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
 }
