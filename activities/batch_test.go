@@ -231,6 +231,7 @@ func TestClassify(t *testing.T) {
 	}{
 		{dataErr, "InvalidData"},
 		{warehouse.ErrStagingLost, "StagingLost"},
+		{fmt.Errorf("transform dev-1: readings of dev-1: %w: staged block: two readings at 2026-01-05T00:00:00Z", warehouse.ErrInvalidStagedReadings), "InvalidData"},
 		{fmt.Errorf("read devices: %w: MySQL table devices: Unknown column 'firmware' in 'field list'", warehouse.ErrSourceSchema), "SourceSchema"},
 		{errors.New("dial tcp 127.0.0.1:5432: connection refused"), ""},
 	}

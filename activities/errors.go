@@ -16,7 +16,8 @@ import (
 // failures that retrying cannot fix, unless said otherwise.
 const (
 	// ErrTypeInvalidData: PostgreSQL rejected the data (a constraint, a
-	// value out of a type's range).
+	// value out of a type's range), or the staged readings cannot be read
+	// as readings (a time twice for a device).
 	ErrTypeInvalidData = "InvalidData"
 	// ErrTypeStagingLost: the run's staging is gone (its marker is
 	// missing, or it holds fewer rows than Transform wrote), as after a
@@ -58,7 +59,7 @@ func Classify(err error) error {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeSourceSchema, err)
 	case errors.Is(err, sink.ErrLeaseFenced):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeLeaseFenced, err)
-	case store.IsDataError(err):
+	case store.IsDataError(err), errors.Is(err, warehouse.ErrInvalidStagedReadings):
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeInvalidData, err)
 	}
 	return err

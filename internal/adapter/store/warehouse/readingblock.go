@@ -2,6 +2,7 @@ package warehouse
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math"
 	"slices"
@@ -21,6 +22,12 @@ type readingBlock struct {
 	rssi              []int32
 	order             []int
 }
+
+// ErrInvalidStagedReadings means a staged block cannot be read as
+// readings: a time twice for a device (the source has no unique key on
+// device and time), or arrays that do not match. Retrying reads the same
+// block, so it is a data error.
+var ErrInvalidStagedReadings = errors.New("invalid staged readings")
 
 // blockPool keeps decoded blocks' slices between reads.
 var blockPool = sync.Pool{New: func() any { return new(readingBlock) }}

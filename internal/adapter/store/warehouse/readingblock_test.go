@@ -3,6 +3,7 @@ package warehouse
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -123,7 +124,7 @@ func TestStagedReadingsReadBack(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := run.EachStagedReading(ctx, "dev-d", batch.Window{Start: t0, End: t0.Add(time.Hour)}, func(reading.Reading) error { return nil })
-	if err == nil || !strings.Contains(err.Error(), "two readings at 2026-03-02T00:00:00Z") {
+	if !errors.Is(err, ErrInvalidStagedReadings) || !strings.Contains(err.Error(), "two readings at 2026-03-02T00:00:00Z") {
 		t.Errorf("a time twice in a block: %v", err)
 	}
 	if _, err := ts.Exec(ctx, `DELETE FROM staging.readings WHERE device_id = 'dev-d'`); err != nil {

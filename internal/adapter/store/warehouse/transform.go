@@ -79,7 +79,7 @@ func (r Run) EachStagedReading(ctx context.Context, deviceID string, w batch.Win
 	defer blockPool.Put(blk)
 	for rows.Next() {
 		if err := blk.decode(rows.RawValues()); err != nil {
-			return fmt.Errorf("readings of %s: %w", deviceID, err)
+			return fmt.Errorf("readings of %s: %w: %w", deviceID, ErrInvalidStagedReadings, err)
 		}
 		for _, i := range blk.order {
 			rd.Time = blk.time(i)
