@@ -205,20 +205,19 @@ func (r Run) StageReadings(ctx context.Context, w batch.Window, filter []string)
 	if _, err := tx.Exec(ctx, `SET LOCAL work_mem = '64MB'`); err != nil {
 		return 0, err
 	}
+	onlyFilter := ""
+	if len(filter) > 0 {
+		onlyFilter = ` AND device_id = ANY($4)`
+	}
 	q := `WITH staged AS (
 		    INSERT INTO staging.readings (run_key, device_id, range_start, range_end, times, vals, batteries, rssis)
 		    SELECT $1, device_id, $2, $3, array_agg(time), array_agg(value), array_agg(battery), array_agg(rssi)
 		    FROM public.sensor_readings
-		    WHERE time >= $2 AND time < $3%s
+		    WHERE time >= $2 AND time < $3` + onlyFilter + `
 		    GROUP BY device_id
 		    RETURNING cardinality(times) AS n
 		)
 		SELECT coalesce(sum(n), 0) FROM staged`
-	cond := ""
-	if len(filter) > 0 {
-		cond = ` AND device_id = ANY($4)`
-	}
-	q = fmt.Sprintf(q, cond)
 	var total int64
 	for start := w.Start; start.Before(w.End); {
 		end := batch.HourFloor(start).Add(time.Hour)

@@ -1,6 +1,7 @@
 package warehouse
 
 import (
+	"cmp"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -95,7 +96,7 @@ func (b *readingBlock) decode(raw [][]byte) error {
 		}
 	}
 	if !sorted {
-		slices.SortFunc(b.order, func(i, j int) int { return cmpInt64(b.micros[i], b.micros[j]) })
+		slices.SortFunc(b.order, func(i, j int) int { return cmp.Compare(b.micros[i], b.micros[j]) })
 		for k := 1; k < n; k++ {
 			if b.micros[b.order[k]] == b.micros[b.order[k-1]] {
 				return fmt.Errorf("staged block: two readings at %s", b.time(b.order[k]).UTC().Format(time.RFC3339Nano))
@@ -109,16 +110,6 @@ func (b *readingBlock) decode(raw [][]byte) error {
 func (b *readingBlock) time(i int) time.Time {
 	us := b.micros[i] + y2kMicros
 	return time.Unix(us/1_000_000, (us%1_000_000)*1000)
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // floats appends the elements of a float8 array, NULLs as 0 and not ok.
