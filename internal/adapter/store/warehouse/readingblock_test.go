@@ -68,6 +68,30 @@ func TestStagedReadingsReadBack(t *testing.T) {
 	if staged != source {
 		t.Fatalf("staged %d readings, the source holds %d", staged, source)
 	}
+	// A device filter stages only those devices' readings.
+	filtered := Run{TS: ts, ID: "blocks-run-filtered"}
+	if err := filtered.CreateStaging(ctx); err != nil {
+		t.Fatal(err)
+	}
+	all := batch.Window{Start: t0.Add(-90 * time.Minute), End: t0.Add(26 * time.Hour)}
+	n, err := filtered.StageReadings(ctx, all, []string{"dev-b"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var devB, stagedB int64
+	if err := ts.QueryRow(ctx, `SELECT count(*) FROM public.sensor_readings WHERE device_id = 'dev-b'`).Scan(&devB); err != nil {
+		t.Fatal(err)
+	}
+	if err := ts.QueryRow(ctx, `SELECT count(*) FROM staging.readings r, unnest(r.times) WHERE run_key = $1 AND device_id = 'dev-b'`, filtered.ID).Scan(&stagedB); err != nil {
+		t.Fatal(err)
+	}
+	if n != devB || stagedB != devB {
+		t.Errorf("filtered to dev-b: staged %d readings (%d in staging), the source holds %d of it", n, stagedB, devB)
+	}
+	if _, err := ts.Exec(ctx, `DELETE FROM staging.readings WHERE run_key = $1`, filtered.ID); err != nil {
+		t.Fatal(err)
+	}
+
 	var crossing int64
 	if err := ts.QueryRow(ctx, `SELECT count(*) FROM staging.readings WHERE date_trunc('hour', range_start) <> date_trunc('hour', range_end - interval '1 microsecond')`).Scan(&crossing); err != nil {
 		t.Fatal(err)
@@ -123,7 +147,7 @@ func TestStagedReadingsReadBack(t *testing.T) {
 		VALUES ($1, 'dev-d', $2::timestamptz, $2::timestamptz + interval '1 hour', ARRAY[$2::timestamptz, $2::timestamptz + interval '1 minute', $2::timestamptz], '{1,2,3}', '{1,2,3}', '{1,2,3}')`, run.ID, t0); err != nil {
 		t.Fatal(err)
 	}
-	err := run.EachStagedReading(ctx, "dev-d", batch.Window{Start: t0, End: t0.Add(time.Hour)}, func(reading.Reading) error { return nil })
+	err = run.EachStagedReading(ctx, "dev-d", batch.Window{Start: t0, End: t0.Add(time.Hour)}, func(reading.Reading) error { return nil })
 	if !errors.Is(err, ErrInvalidStagedReadings) || !strings.Contains(err.Error(), "two readings at 2026-03-02T00:00:00Z") {
 		t.Errorf("a time twice in a block: %v", err)
 	}
